@@ -91,6 +91,10 @@ sw_status sw_tfrecord_next(sw_tfrecord_reader *r, const uint8_t **data, size_t *
 /* Reads the frame at a byte offset, with the same checks. */
 sw_status sw_tfrecord_read_at(sw_tfrecord_reader *r, uint64_t offset, const uint8_t **data,
                               size_t *len);
+/* After sw_tfrecord_next failed with a data CRC mismatch, moves past that frame (its
+ * length is trustworthy: the length CRC matched). Returns the frame's own error again
+ * when its header is bad, since then nothing after it can be found. */
+sw_status sw_tfrecord_skip(sw_tfrecord_reader *r);
 /* Moves the cursor of sw_tfrecord_next to a byte offset. */
 void sw_tfrecord_seek(sw_tfrecord_reader *r, uint64_t offset);
 uint64_t sw_tfrecord_size(const sw_tfrecord_reader *r);

@@ -45,7 +45,13 @@ sw_status sw_error_prefix(sw_status st, const char *fmt, ...) {
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
   memcpy(old, last_error, sizeof old);
-  snprintf(last_error, sizeof last_error, "%s%s", prefix, old[0] ? old : sw_strerror(st));
+  const char *rest = old[0] ? old : sw_strerror(st);
+  size_t np = strlen(prefix), nr = strlen(rest);
+  if (np > sizeof last_error - 1) np = sizeof last_error - 1;
+  if (nr > sizeof last_error - 1 - np) nr = sizeof last_error - 1 - np;
+  memcpy(last_error, prefix, np);
+  memcpy(last_error + np, rest, nr);
+  last_error[np + nr] = '\0';
   return st;
 }
 

@@ -150,3 +150,19 @@ void sw_tfrecord_close(sw_tfrecord_reader *r) {
   sw_free(r->name);
   sw_free(r);
 }
+
+sw_status sw_tfrecord_skip(sw_tfrecord_reader *r) {
+  size_t left = r->pos < r->size ? r->size - (size_t)r->pos : 0;
+  const uint8_t *p = r->data + r->pos;
+  if (left < 12)
+    return sw_error(SW_STATUS_TRUNCATED, "%s: offset %llu: truncated record header", r->name,
+                    (unsigned long long)r->pos);
+  if (sw_crc32c_mask(sw_crc32c(0, p, 8)) != load_u32le(p + 8))
+    return sw_error(SW_STATUS_CORRUPT, "%s: offset %llu: length CRC mismatch, cannot find the next record",
+                    r->name, (unsigned long long)r->pos);
+  uint64_t l = load_u64le(p);
+  if (l > left - 12 || left - 12 - l < 4)
+    return sw_error(SW_STATUS_TRUNCATED, "%s: offset %llu: truncated record", r->name, (unsigned long long)r->pos);
+  r->pos += l + SW_TFRECORD_OVERHEAD;
+  return SW_STATUS_OK;
+}
