@@ -122,6 +122,10 @@ sw_status sw_csv_open_mem(const char *data, size_t len, char delim, sw_csv_reade
  * sw_last_error() and rec's line, offset and raw set: the reader has already moved past
  * the bad line, so the caller can quarantine it and go on. */
 sw_status sw_csv_next(sw_csv_reader *r, sw_csv_record *rec);
+/* Tells the reader how many fields a record has (the header's count; 0: any). A record
+ * whose quoted field spans lines but which then has another count is taken for an
+ * unterminated quote on its first line: FORMAT, and reading resumes on the next line. */
+void sw_csv_expect_fields(sw_csv_reader *r, size_t n);
 void sw_csv_close(sw_csv_reader *r);
 
 /* ---- schema ---------------------------------------------------------------- */

@@ -12,6 +12,7 @@ struct sw_csv_reader {
   size_t pos;
   uint64_t line; /* 1-based line number at pos */
   char delim;
+  size_t expected_fields; /* 0: any */
   sw_buf text;        /* unquoted field contents, each NUL-terminated */
   size_t *starts;     /* offset of each field in text */
   size_t *lens;
@@ -34,6 +35,8 @@ sw_status sw_csv_open_mem(const char *data, size_t len, char delim, sw_csv_reade
   *out = r;
   return SW_STATUS_OK;
 }
+
+void sw_csv_expect_fields(sw_csv_reader *r, size_t n) { r->expected_fields = n; }
 
 void sw_csv_close(sw_csv_reader *r) {
   if (!r) return;
@@ -107,6 +110,7 @@ sw_status sw_csv_next(sw_csv_reader *r, sw_csv_record *rec) {
   rec->offset = start;
   r->text.len = 0;
   size_t n = 0, i = start, resync = 0;
+  bool multiline = false; /* a quoted field of this record held a line break */
   const char *err = NULL;
   sw_status st;
 
@@ -124,6 +128,7 @@ sw_status sw_csv_next(sw_csv_reader *r, sw_csv_record *rec) {
         size_t stop = q ? (size_t)(q - r->data) : r->len;
         st = sw_buf_append(&r->text, r->data + i, stop - i);
         if (st) return st;
+        if (memchr(r->data + i, '\n', stop - i)) multiline = true;
         i = stop;
         if (!q) continue; /* reaches the unterminated case */
         if (i + 1 < r->len && r->data[i + 1] == '"') {
@@ -140,7 +145,7 @@ sw_status sw_csv_next(sw_csv_reader *r, sw_csv_record *rec) {
           !(r->data[i] == '\r' && i + 1 == r->len)) {
         err = "text after a closing quote";
         resync = end_of_line(r, i);
-        goto bad;
+        goto bad_multiline;
       }
     } else {
       size_t j = i;
@@ -170,6 +175,10 @@ sw_status sw_csv_next(sw_csv_reader *r, sw_csv_record *rec) {
     if (i < r->len && r->data[i] == '\n') i++;
     break;
   }
+  if (multiline && r->expected_fields && n != r->expected_fields) {
+    err = "unterminated quoted field";
+    goto bad_multiline;
+  }
   set_raw(r, rec, start, i);
   r->line += count_lines(r->data + start, i - start);
   r->pos = i;
@@ -179,6 +188,14 @@ sw_status sw_csv_next(sw_csv_reader *r, sw_csv_record *rec) {
   rec->field_lens = r->lens;
   return SW_STATUS_OK;
 
+bad_multiline:
+  /* A quote that opened a field on this line and "closed" lines later, only for the
+   * record to go wrong, was most likely never closed: give up the first line alone, so
+   * the lines after it are read as the records they are. */
+  if (multiline) {
+    err = "unterminated quoted field";
+    resync = end_of_line(r, start);
+  }
 bad:
   set_raw(r, rec, start, resync);
   r->line += count_lines(r->data + start, resync - start);

@@ -71,6 +71,13 @@ typedef struct {
 } sw__record;
 
 #define SW__MAX_SPLITS 8
+
+/* One line of quarantine.jsonl, with where it sorts: by source, then offset. */
+typedef struct sw__quarantined {
+  const char *source;
+  uint64_t offset;
+  char *line; /* JSON, no newline */
+} sw__quarantined;
 #define SW__SPLIT_TEST (-2)
 
 typedef struct sw__prep {
@@ -83,7 +90,8 @@ typedef struct sw__prep {
   uint64_t n_quarantined;
   json_t *reasons;            /* reason -> count */
   json_t *examples;           /* the first few quarantined records, for the report */
-  sw_buf quarantine;          /* quarantine.jsonl being built */
+  struct sw__quarantined *quarantine; /* quarantine.jsonl lines, sorted when written */
+  size_t n_quarantine_lines, cap_quarantine_lines;
   json_t *source_files;       /* [{path, bytes, sha256}] */
   char **source_names;        /* interned source file names */
   size_t n_source_names;

@@ -21,7 +21,7 @@ typedef struct {
   char *name;
   uint64_t counts[CELL_OBJECT + 1];
   uint64_t list_int, list_float, list_text, list_other;
-  int64_t list_len; /* common length of lists, -1 when they differ, -2 before the first */
+  json_t *list_lens; /* length -> count */
   json_t *values;   /* string -> count */
   bool too_many_values;
   int64_t min_int, max_int;
@@ -114,8 +114,8 @@ static sw_status add_col(tabular *t, const char *name, column **out) {
   memset(c, 0, sizeof *c);
   c->name = sw_strdup(name);
   c->values = json_object();
-  c->list_len = -2;
-  if (!c->name || !c->values) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  c->list_lens = json_object();
+  if (!c->name || !c->values || !c->list_lens) return sw_error(SW_STATUS_NOMEM, "out of memory");
   t->n_cols++;
   *out = c;
   return SW_STATUS_OK;
@@ -157,8 +157,9 @@ static void profile_json_cell(column *c, const json_t *v) {
   if (k == CELL_TEXT) count_value(c, json_string_value(v), json_string_length(v));
   if (k == CELL_INT) profile_int(c, json_integer_value(v));
   if (k == CELL_LIST) {
-    int64_t len = (int64_t)json_array_size(v);
-    c->list_len = c->list_len == -2 || c->list_len == len ? len : -1;
+    char key[32];
+    snprintf(key, sizeof key, "%zu", json_array_size(v));
+    json_object_set_new(c->list_lens, key, json_integer(json_integer_value(json_object_get(c->list_lens, key)) + 1));
     size_t i;
     const json_t *e;
     json_array_foreach(v, i, e) {
@@ -238,9 +239,15 @@ static sw_status infer_schema(tabular *t) {
       goto out;
     }
     if (c->counts[CELL_LIST] * 2 > present && present) {
+      /* a fixed length when nearly every list has it, else variable */
       f->rank = 1;
-      f->shape[0] = c->list_len >= 0 ? c->list_len : -1;
-      if (f->shape[0] == 0) f->shape[0] = -1;
+      f->shape[0] = -1;
+      const char *key;
+      json_t *cnt;
+      json_object_foreach(c->list_lens, key, cnt) {
+        if ((double)json_integer_value(cnt) >= REQUIRED_PRESENCE * (double)c->counts[CELL_LIST] && atol(key) > 0)
+          f->shape[0] = atol(key);
+      }
       if (c->list_text > c->list_int + c->list_float) f->kind = SW_FEATURE_KIND_BYTES;
       else if (c->list_float) f->kind = SW_FEATURE_KIND_FLOAT;
       else f->kind = SW_FEATURE_KIND_INT64;
@@ -414,6 +421,8 @@ static sw_status json_cell(sw_example *ex, const sw_feature_spec *f, const json_
   bool list = json_is_array(v);
   if (f->rank >= 1 && !list)
     return fail(pr, SW_REASON_WRONG_SHAPE, f->name, "'%s' holds one value, the schema says a list", f->name);
+  if (f->rank == 0 && list)
+    return fail(pr, SW_REASON_WRONG_SHAPE, f->name, "'%s' holds a list, the schema says one value", f->name);
   size_t n = list ? json_array_size(v) : 1;
   sw_status st = SW_STATUS_OK;
   if (f->kind == SW_FEATURE_KIND_BYTES) {
@@ -422,8 +431,8 @@ static sw_status json_cell(sw_example *ex, const sw_feature_spec *f, const json_
     for (size_t k = 0; k < n && !st; k++) {
       const json_t *e = list ? json_array_get(v, k) : v;
       if (!json_is_string(e)) {
-        st = fail(pr, SW_REASON_WRONG_TYPE, f->name, "'%s' holds a %s, the schema says text", f->name,
-                  json_is_array(e) ? "list" : json_is_object(e) ? "object" : "number");
+        st = fail(pr, SW_REASON_WRONG_TYPE, f->name, "'%s' holds %s, the schema says text", f->name,
+                  json_is_array(e) ? "a list" : json_is_object(e) ? "an object" : "a number");
         break;
       }
       b[k].data = (uint8_t *)json_string_value(e);
@@ -515,6 +524,7 @@ sw_status sw__ingest_csv(sw__prep *p) {
   st = sw_csv_open_mem((const char *)data, len, ',', &r);
   if (!st) st = csv_header(&t, r, &names, &n_names);
   if (st) goto out;
+  sw_csv_expect_fields(r, n_names);
   if (!p->schema) {
     if (!strcmp(p->label, "label") && !p->opt->label) {
       bool found = false;
@@ -565,6 +575,7 @@ sw_status sw__ingest_csv(sw__prep *p) {
   r = NULL;
   st = sw_csv_open_mem((const char *)data, len, ',', &r);
   if (st) goto out;
+  sw_csv_expect_fields(r, n_names);
   sw_csv_record rec;
   st = sw_csv_next(r, &rec); /* the header again */
   if (st) goto out;
@@ -599,6 +610,7 @@ out:
   for (size_t i = 0; i < t.n_cols; i++) {
     sw_free(t.cols[i].name);
     json_decref(t.cols[i].values);
+    json_decref(t.cols[i].list_lens);
   }
   sw_free(t.cols);
   sw_free(data);
@@ -729,6 +741,7 @@ out:
   for (size_t i = 0; i < t.n_cols; i++) {
     sw_free(t.cols[i].name);
     json_decref(t.cols[i].values);
+    json_decref(t.cols[i].list_lens);
   }
   sw_free(t.cols);
   sw_free(data);

@@ -164,10 +164,27 @@ sw_status sw__quarantine(sw__prep *p, const sw__location *loc, const char *reaso
     st = sw_error(SW_STATUS_NOMEM, "out of memory");
     goto out;
   }
-  st = sw_buf_append(&p->quarantine, line, strlen(line));
-  if (!st) st = sw_buf_append(&p->quarantine, "\n", 1);
+  if (p->n_quarantine_lines == p->cap_quarantine_lines) {
+    size_t cap = p->cap_quarantine_lines ? 2 * p->cap_quarantine_lines : 64;
+    sw__quarantined *v = sw_realloc(p->quarantine, cap * sizeof *v);
+    if (!v) {
+      free(line);
+      st = sw_error(SW_STATUS_NOMEM, "out of memory");
+      goto out;
+    }
+    p->quarantine = v;
+    p->cap_quarantine_lines = cap;
+  }
+  sw__quarantined *q = &p->quarantine[p->n_quarantine_lines];
+  q->source = loc->source;
+  q->offset = loc->offset;
+  q->line = sw_strdup(line);
   free(line);
-  if (st) goto out;
+  if (!q->line) {
+    st = sw_error(SW_STATUS_NOMEM, "out of memory");
+    goto out;
+  }
+  p->n_quarantine_lines++;
   json_object_set_new(p->reasons, reason,
                       json_integer(json_integer_value(json_object_get(p->reasons, reason)) + 1));
   if (json_array_size(p->examples) < REPORT_EXAMPLES) {
@@ -430,11 +447,37 @@ out:
   return st;
 }
 
-static sw_status write_text(const char *dir, const char *name, const void *data, size_t len) {
-  char *path = sw_path_join(dir, name);
-  if (!path) return sw_error(SW_STATUS_NOMEM, "out of memory");
-  sw_status st = sw_atomic_write(path, data, len);
+static const sw__prep *sort_ctx; /* prep is single-threaded */
+
+static size_t source_rank(const char *source) {
+  for (size_t i = 0; i < sort_ctx->n_source_names; i++)
+    if (sort_ctx->source_names[i] == source) return i;
+  return SIZE_MAX;
+}
+
+static int by_position(const void *a, const void *b) {
+  const sw__quarantined *x = a, *y = b;
+  size_t rx = source_rank(x->source), ry = source_rank(y->source);
+  if (rx != ry) return rx < ry ? -1 : 1;
+  if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+  return strcmp(x->line, y->line);
+}
+
+/* quarantine.jsonl in the order of the input: by source file, then byte offset. */
+static sw_status write_quarantine(sw__prep *p, const char *dir) {
+  sort_ctx = p;
+  qsort(p->quarantine, p->n_quarantine_lines, sizeof *p->quarantine, by_position);
+  sw_buf b = {0};
+  sw_status st = sw_buf_append(&b, "", 0);
+  for (size_t i = 0; i < p->n_quarantine_lines && !st; i++) {
+    st = sw_buf_append(&b, p->quarantine[i].line, strlen(p->quarantine[i].line));
+    if (!st) st = sw_buf_append(&b, "\n", 1);
+  }
+  char *path = st ? NULL : sw_path_join(dir, "quarantine.jsonl");
+  if (!st && !path) st = sw_error(SW_STATUS_NOMEM, "out of memory");
+  if (!st) st = sw_atomic_write(path, b.data, b.len);
   sw_free(path);
+  sw_buf_free(&b);
   return st;
 }
 
@@ -507,8 +550,7 @@ static sw_status write_dataset(sw__prep *p, const char *split_spec, json_t *repo
   json_t *stats_doc = json_pack("{s:i, s:O}", "version", 1, "splits", stats);
   st = write_json(tmp, "schema.json", schema);
   if (!st) st = write_json(tmp, "stats.json", stats_doc);
-  if (!st) st = write_text(tmp, "quarantine.jsonl", p->quarantine.data ? (const char *)p->quarantine.data : "",
-                           p->quarantine.len);
+  if (!st) st = write_quarantine(p, tmp);
   json_t *counts = json_pack("{s:I, s:I, s:I, s:O}", "read", (json_int_t)p->n_read, "accepted",
                              (json_int_t)(p->n_read - p->n_quarantined), "quarantined",
                              (json_int_t)p->n_quarantined, "quarantined_by_reason", p->reasons);
@@ -574,7 +616,8 @@ static void prep_free(sw__prep *p) {
   json_decref(p->reasons);
   json_decref(p->examples);
   json_decref(p->source_files);
-  sw_buf_free(&p->quarantine);
+  for (size_t i = 0; i < p->n_quarantine_lines; i++) sw_free(p->quarantine[i].line);
+  sw_free(p->quarantine);
   for (size_t i = 0; i < p->n_source_names; i++) sw_free(p->source_names[i]);
   sw_free(p->source_names);
   for (int i = 0; i < p->n_splits; i++) sw_free(p->split_names[i]);
