@@ -233,7 +233,8 @@ void sw_reader_close(sw_reader *r) {
   sw_free(r);
 }
 
-/* Lists the frames of a shard by their headers (the data CRCs are checked when read). */
+/* Lists the frames of a shard, checking both CRCs of each (a damaged shard fails the
+ * open, naming the frame); records are checked again whenever they are read. */
 static sw_status index_shard(sw_reader *r, uint32_t s) {
   sw_tfrecord_reader *tr = r->shards[s];
   const shard_info *si = &r->split->shards[s];
