@@ -466,7 +466,7 @@ static int by_position(const void *a, const void *b) {
 /* quarantine.jsonl in the order of the input: by source file, then byte offset. */
 static sw_status write_quarantine(sw__prep *p, const char *dir) {
   sort_ctx = p;
-  qsort(p->quarantine, p->n_quarantine_lines, sizeof *p->quarantine, by_position);
+  if (p->n_quarantine_lines) qsort(p->quarantine, p->n_quarantine_lines, sizeof *p->quarantine, by_position);
   sw_buf b = {0};
   sw_status st = sw_buf_append(&b, "", 0);
   for (size_t i = 0; i < p->n_quarantine_lines && !st; i++) {
@@ -554,13 +554,14 @@ static sw_status write_dataset(sw__prep *p, const char *split_spec, json_t *repo
   json_t *counts = json_pack("{s:I, s:I, s:I, s:O}", "read", (json_int_t)p->n_read, "accepted",
                              (json_int_t)(p->n_read - p->n_quarantined), "quarantined",
                              (json_int_t)p->n_quarantined, "quarantined_by_reason", p->reasons);
-  manifest = json_pack("{s:s, s:i, s:s, s:{s:s, s:s, s:O}, s:o, s:o, s:O, s:o, s:s, s:s, s:s}",
+  manifest = json_pack("{s:s, s:i, s:s, s:{s:s, s:s, s:O}, s:o, s:o, s:o, s:o, s:s, s:s, s:s}",
                        "format", "slipway-dataset", "version", 1, "created_by", "slipway " SW_VERSION,
                        "source", "kind", o->kind, "path", o->path, "files", p->source_files,
                        "settings", settings_json(p, split_spec), "counts", counts, "splits", splits,
                        "transform", sw__transform(p, json_object_get(stats, "train")),
                        "schema", "schema.json", "stats", "stats.json", "quarantine",
                        "quarantine.jsonl");
+  splits = NULL; /* the manifest holds it now */
   json_decref(stats_doc);
   if (st) goto out;
   if (!manifest) {
@@ -599,7 +600,7 @@ out:
   json_decref(manifest);
   json_decref(schema);
   json_decref(stats);
-  if (st) json_decref(splits);
+  json_decref(splits);
   sw_free(old);
   sw_free(tmp);
   sw_free(parent);
