@@ -45,7 +45,7 @@ bench: build
 # libFuzzer builds of every fuzz target (clang); run one with e.g.
 #   build-fuzz/tests/fuzz_csv -max_total_time=60 tests/fuzz/corpus/csv
 fuzz: deps
-	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DSW_FUZZ=ON >/dev/null
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DSW_FUZZ=ON -DSW_CUDA=OFF >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 
 # The whole flow on Fashion-MNIST (for now: the data pipeline).

@@ -93,6 +93,9 @@ static sw_status load_splits(sw_dataset *ds, const char *mpath) {
       memcpy(si->sha256, sha, SW_SHA256_HEX_LEN);
       si->examples = (uint64_t)json_integer_value(json_object_get(sh, "examples"));
       si->bytes = (uint64_t)json_integer_value(json_object_get(sh, "bytes"));
+      if (si->examples > si->bytes / SW_TFRECORD_OVERHEAD)
+        return sw_error(SW_STATUS_FORMAT, "%s: shard %s cannot hold %llu records in %llu bytes", mpath, file,
+                        (unsigned long long)si->examples, (unsigned long long)si->bytes);
       total += si->examples;
       struct stat sb;
       if (stat(si->path, &sb) != 0)
