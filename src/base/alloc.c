@@ -71,6 +71,8 @@ char *sw_asprintf(const char *fmt, ...) {
 }
 
 sw_status sw_buf_reserve(sw_buf *b, size_t extra) {
+  if (extra > SIZE_MAX / 2 - b->len)
+    return sw_error(SW_STATUS_NOMEM, "a buffer of %zu + %zu bytes is too large", b->len, extra);
   if (b->len + extra <= b->cap) return SW_STATUS_OK;
   size_t cap = b->cap ? b->cap : 64;
   while (cap < b->len + extra) cap *= 2;

@@ -51,6 +51,7 @@ sw_status sw_fsync_dir(const char *dir) {
 }
 
 sw_status sw_mkdir_p(const char *dir) {
+  if (!dir[0]) return sw_error(SW_STATUS_INVALID, "mkdir: empty path");
   char *p = sw_strdup(dir);
   if (!p) return sw_error(SW_STATUS_NOMEM, "out of memory");
   sw_status st = SW_STATUS_OK;
@@ -172,7 +173,11 @@ void sw_atomic_file_abort(sw_atomic_file *af) {
 
 sw_status sw_atomic_file_commit(sw_atomic_file *af) {
   sw_status st = SW_STATUS_OK;
-  char *dir = NULL;
+  char *dir = sw_path_dirname(af->path); /* before the rename: after it, nothing may fail */
+  if (!dir) {
+    st = sw_error(SW_STATUS_NOMEM, "out of memory");
+    goto fail;
+  }
   if (fflush(af->f) != 0 || ferror(af->f)) {
     st = sw_error(SW_STATUS_IO, "write %s: %s", af->path, strerror(errno));
     goto fail;
@@ -193,11 +198,6 @@ sw_status sw_atomic_file_commit(sw_atomic_file *af) {
   }
   sw_free(af->tmp_path);
   af->tmp_path = NULL;
-  dir = sw_path_dirname(af->path);
-  if (!dir) {
-    st = sw_error(SW_STATUS_NOMEM, "out of memory");
-    goto fail;
-  }
   st = sw_fsync_dir(dir);
 fail:
   sw_free(dir);

@@ -19,12 +19,12 @@ static json_t *scalar_value(const yaml_event_t *ev) {
   if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) return json_false();
   char *end;
   errno = 0;
-  long long i = strtoll(s, &end, 0);
-  if (*end == '\0' && errno == 0 && (s[0] == '-' || s[0] == '+' || (s[0] >= '0' && s[0] <= '9')))
+  /* YAML 1.2 core schema: decimal [-+]?[0-9]+, hexadecimal 0x..., octal 0o... */
+  bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X'), oct = s[0] == '0' && s[1] == 'o';
+  long long i = hex ? strtoll(s + 2, &end, 16) : oct ? strtoll(s + 2, &end, 8) : strtoll(s, &end, 10);
+  if (*end == '\0' && errno == 0 && (hex || oct || s[0] == '-' || s[0] == '+' || (s[0] >= '0' && s[0] <= '9')) &&
+      end != s + (hex || oct ? 2 : 0))
     return json_integer(i);
-  if (!strcmp(s, ".inf") || !strcmp(s, "+.inf")) return json_real(INFINITY);
-  if (!strcmp(s, "-.inf")) return json_real(-INFINITY);
-  if (!strcmp(s, ".nan")) return json_real(NAN);
   errno = 0;
   double d = strtod(s, &end);
   if (*end == '\0' && errno == 0 && strpbrk(s, "0123456789") && !strpbrk(s, "xXpP") &&
@@ -33,8 +33,9 @@ static json_t *scalar_value(const yaml_event_t *ev) {
   return json_stringn(s, n);
 }
 
-/* Parses one node starting with the event already in *ev. Returns NULL with the error set. */
-static json_t *parse_node(yaml_parser_t *p, yaml_event_t *ev, const char *name, int depth);
+/* Parses one node starting with the event already in *ev. Returns NULL with the error
+ * set and its status in *st. */
+static json_t *parse_node(yaml_parser_t *p, yaml_event_t *ev, const char *name, int depth, sw_status *st);
 
 static sw_status next_event(yaml_parser_t *p, yaml_event_t *ev, const char *name) {
   if (!yaml_parser_parse(p, ev))
@@ -43,31 +44,40 @@ static sw_status next_event(yaml_parser_t *p, yaml_event_t *ev, const char *name
   return SW_STATUS_OK;
 }
 
-static json_t *parse_node(yaml_parser_t *p, yaml_event_t *ev, const char *name, int depth) {
+static json_t *parse_node(yaml_parser_t *p, yaml_event_t *ev, const char *name, int depth, sw_status *st) {
   if (depth > 64) {
-    sw_error(SW_STATUS_FORMAT, "%s: YAML nested too deeply", name);
+    *st = sw_error(SW_STATUS_FORMAT, "%s: YAML nested too deeply", name);
     return NULL;
   }
   switch (ev->type) {
     case YAML_SCALAR_EVENT: {
+      const char *s = (const char *)ev->data.scalar.value;
+      if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+          (!strcmp(s, ".inf") || !strcmp(s, "+.inf") || !strcmp(s, "-.inf") || !strcmp(s, ".nan") ||
+           !strcmp(s, ".Inf") || !strcmp(s, "-.Inf") || !strcmp(s, ".NaN"))) {
+        *st = sw_error(SW_STATUS_UNSUPPORTED, "%s:%zu: '%s': infinities and NaN cannot be represented here",
+                       name, ev->start_mark.line + 1, s);
+        return NULL;
+      }
       json_t *v = scalar_value(ev);
-      if (!v) sw_error(SW_STATUS_NOMEM, "out of memory");
+      if (!v) *st = sw_error(SW_STATUS_NOMEM, "out of memory");
       return v;
     }
     case YAML_ALIAS_EVENT:
-      sw_error(SW_STATUS_UNSUPPORTED, "%s:%zu: YAML aliases are not supported", name,
-               ev->start_mark.line + 1);
+      *st = sw_error(SW_STATUS_UNSUPPORTED, "%s:%zu: YAML aliases are not supported", name,
+                     ev->start_mark.line + 1);
       return NULL;
     case YAML_SEQUENCE_START_EVENT: {
       json_t *arr = json_array();
       for (;;) {
         yaml_event_t e;
-        if (next_event(p, &e, name)) goto seq_fail;
+        *st = next_event(p, &e, name);
+        if (*st) goto seq_fail;
         if (e.type == YAML_SEQUENCE_END_EVENT) {
           yaml_event_delete(&e);
           return arr;
         }
-        json_t *item = parse_node(p, &e, name, depth + 1);
+        json_t *item = parse_node(p, &e, name, depth + 1, st);
         yaml_event_delete(&e);
         if (!item) goto seq_fail;
         json_array_append_new(arr, item);
@@ -80,32 +90,37 @@ static json_t *parse_node(yaml_parser_t *p, yaml_event_t *ev, const char *name, 
       json_t *obj = json_object();
       for (;;) {
         yaml_event_t k;
-        if (next_event(p, &k, name)) goto map_fail;
+        *st = next_event(p, &k, name);
+        if (*st) goto map_fail;
         if (k.type == YAML_MAPPING_END_EVENT) {
           yaml_event_delete(&k);
           return obj;
         }
         if (k.type != YAML_SCALAR_EVENT) {
-          sw_error(SW_STATUS_FORMAT, "%s:%zu: mapping keys must be plain scalars", name,
-                   k.start_mark.line + 1);
+          *st = sw_error(SW_STATUS_FORMAT, "%s:%zu: mapping keys must be plain scalars", name,
+                         k.start_mark.line + 1);
           yaml_event_delete(&k);
           goto map_fail;
         }
         char *key = sw_strndup((const char *)k.data.scalar.value, k.data.scalar.length);
         size_t line = k.start_mark.line + 1;
         yaml_event_delete(&k);
-        if (!key) goto map_fail;
+        if (!key) {
+          *st = sw_error(SW_STATUS_NOMEM, "out of memory");
+          goto map_fail;
+        }
         if (json_object_get(obj, key)) {
-          sw_error(SW_STATUS_FORMAT, "%s:%zu: duplicate key '%s'", name, line, key);
+          *st = sw_error(SW_STATUS_FORMAT, "%s:%zu: duplicate key '%s'", name, line, key);
           sw_free(key);
           goto map_fail;
         }
         yaml_event_t v;
-        if (next_event(p, &v, name)) {
+        *st = next_event(p, &v, name);
+        if (*st) {
           sw_free(key);
           goto map_fail;
         }
-        json_t *val = parse_node(p, &v, name, depth + 1);
+        json_t *val = parse_node(p, &v, name, depth + 1, st);
         yaml_event_delete(&v);
         if (!val) {
           sw_free(key);
@@ -119,7 +134,7 @@ static json_t *parse_node(yaml_parser_t *p, yaml_event_t *ev, const char *name, 
       return NULL;
     }
     default:
-      sw_error(SW_STATUS_FORMAT, "%s: unexpected YAML event", name);
+      *st = sw_error(SW_STATUS_FORMAT, "%s: unexpected YAML event", name);
       return NULL;
   }
 }
@@ -132,30 +147,29 @@ sw_status sw_yaml_parse(const char *text, size_t len, const char *name, json_t *
   sw_status st = SW_STATUS_OK;
   json_t *root = NULL;
   yaml_event_t ev;
-  /* stream start, then document start or stream end (an empty file is null) */
+  /* stream start, documents, stream end; an empty stream is null, a second document an
+   * error (a config is one document) */
+  int documents = 0;
   for (;;) {
     st = next_event(&p, &ev, name);
     if (st) goto out;
     yaml_event_type_t t = ev.type;
-    if (t == YAML_STREAM_START_EVENT || t == YAML_DOCUMENT_START_EVENT) {
-      yaml_event_delete(&ev);
-      continue;
-    }
-    if (t == YAML_STREAM_END_EVENT || t == YAML_DOCUMENT_END_EVENT) {
+    if (t == YAML_STREAM_END_EVENT) {
       yaml_event_delete(&ev);
       break;
     }
-    if (root) {
+    if (t == YAML_DOCUMENT_START_EVENT && ++documents > 1) {
+      st = sw_error(SW_STATUS_FORMAT, "%s:%zu: more than one YAML document", name, ev.start_mark.line + 1);
       yaml_event_delete(&ev);
-      st = sw_error(SW_STATUS_FORMAT, "%s: more than one YAML document", name);
       goto out;
     }
-    root = parse_node(&p, &ev, name, 0);
+    if (t == YAML_STREAM_START_EVENT || t == YAML_DOCUMENT_START_EVENT || t == YAML_DOCUMENT_END_EVENT) {
+      yaml_event_delete(&ev);
+      continue;
+    }
+    root = parse_node(&p, &ev, name, 0, &st);
     yaml_event_delete(&ev);
-    if (!root) {
-      st = SW_STATUS_FORMAT;
-      goto out;
-    }
+    if (!root) goto out;
   }
   *out = root ? root : json_null();
   root = NULL;
