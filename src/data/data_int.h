@@ -131,6 +131,21 @@ const char *sw__validate_example(const sw_schema *s, const sw_example *ex, char 
 /* True when s holds valid UTF-8. */
 bool sw__utf8_valid(const uint8_t *s, size_t n);
 
+/* Distinct strings of a feature, counted for inference (infer.c). Zero-initialize. */
+typedef struct {
+  json_t *counts;  /* value -> count */
+  uint64_t total;  /* values seen */
+  bool too_many;   /* more distinct values than are tracked, or binary values */
+} sw__value_counts;
+void sw__value_counts_add(sw__value_counts *vc, const uint8_t *s, size_t n);
+void sw__value_counts_free(sw__value_counts *vc);
+/* The sorted values: every one (all, for class names) or, for a domain, those seen
+ * at least twice when there are at most 50 and they cover 99% of the values; *n = 0
+ * when the feature is not categorical. */
+sw_status sw__value_counts_list(const sw__value_counts *vc, bool all, char ***out, size_t *n);
+/* Class names "0".."n-1" for an int label. */
+sw_status sw__numbered_classes(sw_feature_spec *f, size_t n);
+
 /* Statistics of a split (the stats.json entry) and the transform (manifest entry). */
 json_t *sw__split_stats(const sw__prep *p, int split);
 json_t *sw__transform(const sw__prep *p, const json_t *train_stats);

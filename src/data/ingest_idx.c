@@ -126,22 +126,13 @@ static sw_status build_schema(sw__prep *p, uint32_t rows, uint32_t cols, int max
   lab->required = true;
   lab->is_label = true;
   bool fashion = strcasestr(p->opt->path, "fashion") != NULL && max_label < 10;
-  size_t nc = fashion ? 10 : (size_t)max_label + 1;
-  lab->class_names = sw_calloc(nc, sizeof *lab->class_names);
-  sw_status st = SW_STATUS_OK;
-  if (!img->name || !lab->name || !lab->class_names) {
-    st = sw_error(SW_STATUS_NOMEM, "out of memory");
-    goto out;
+  sw_status st = (img->name && lab->name) ? SW_STATUS_OK : sw_error(SW_STATUS_NOMEM, "out of memory");
+  if (!st) st = sw__numbered_classes(lab, fashion ? 10 : (size_t)max_label + 1);
+  for (size_t k = 0; !st && fashion && k < 10; k++) {
+    sw_free(lab->class_names[k]);
+    lab->class_names[k] = sw_strdup(fashion_classes[k]);
+    if (!lab->class_names[k]) st = sw_error(SW_STATUS_NOMEM, "out of memory");
   }
-  lab->n_classes = nc;
-  for (size_t k = 0; k < nc; k++) {
-    lab->class_names[k] = fashion ? sw_strdup(fashion_classes[k]) : sw_asprintf("%zu", k);
-    if (!lab->class_names[k]) {
-      st = sw_error(SW_STATUS_NOMEM, "out of memory");
-      goto out;
-    }
-  }
-out:
   if (st) {
     sw_schema_free(s);
     return st;

@@ -10,8 +10,6 @@
 
 #include "data/data_int.h"
 
-#define MAX_TRACKED_VALUES 10000 /* distinct strings profiled per column */
-#define MAX_DOMAIN 50            /* a string column with more values has no domain */
 #define MAX_CLASSES 1000
 #define REQUIRED_PRESENCE 0.99   /* present in at least this share of records: required */
 
@@ -22,8 +20,7 @@ typedef struct {
   uint64_t counts[CELL_OBJECT + 1];
   uint64_t list_int, list_float, list_text, list_other;
   json_t *list_lens; /* length -> count */
-  json_t *values;   /* string -> count */
-  bool too_many_values;
+  sw__value_counts values;
   int64_t min_int, max_int;
   bool seen_int;
 } column;
@@ -113,25 +110,11 @@ static sw_status add_col(tabular *t, const char *name, column **out) {
   c = &t->cols[t->n_cols];
   memset(c, 0, sizeof *c);
   c->name = sw_strdup(name);
-  c->values = json_object();
   c->list_lens = json_object();
-  if (!c->name || !c->values || !c->list_lens) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  if (!c->name || !c->list_lens) return sw_error(SW_STATUS_NOMEM, "out of memory");
   t->n_cols++;
   *out = c;
   return SW_STATUS_OK;
-}
-
-static void count_value(column *c, const char *s, size_t n) {
-  if (c->too_many_values || memchr(s, 0, n) || !sw__utf8_valid((const uint8_t *)s, n)) return;
-  char *key = sw_strndup(s, n);
-  if (!key) return;
-  json_t *cur = json_object_get(c->values, key);
-  if (!cur && json_object_size(c->values) >= MAX_TRACKED_VALUES) {
-    c->too_many_values = true;
-  } else {
-    json_object_set_new(c->values, key, json_integer(json_integer_value(cur) + 1));
-  }
-  sw_free(key);
 }
 
 static void profile_int(column *c, int64_t v) {
@@ -143,7 +126,7 @@ static void profile_int(column *c, int64_t v) {
 static void profile_text_cell(column *c, const char *s, size_t n) {
   cell_class k = classify_text(s, n);
   c->counts[k]++;
-  if (k == CELL_TEXT) count_value(c, s, n);
+  if (k == CELL_TEXT) sw__value_counts_add(&c->values, (const uint8_t *)s, n);
   if (k == CELL_INT) {
     char buf[128];
     int64_t v;
@@ -154,7 +137,7 @@ static void profile_text_cell(column *c, const char *s, size_t n) {
 static void profile_json_cell(column *c, const json_t *v) {
   cell_class k = classify_json(v);
   c->counts[k]++;
-  if (k == CELL_TEXT) count_value(c, json_string_value(v), json_string_length(v));
+  if (k == CELL_TEXT) sw__value_counts_add(&c->values, (const uint8_t *)json_string_value(v), json_string_length(v));
   if (k == CELL_INT) profile_int(c, json_integer_value(v));
   if (k == CELL_LIST) {
     char key[32];
@@ -173,43 +156,6 @@ static void profile_json_cell(column *c, const json_t *v) {
 }
 
 /* ---- schema inference ------------------------------------------------------------ */
-
-static int cmp_strp(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Strings seen in the data, sorted: all of them (labels) or only values that recur and
- * together cover nearly every record (a categorical domain). */
-static sw_status string_list(const column *c, bool all, char ***out, size_t *n) {
-  *out = NULL;
-  *n = 0;
-  size_t total = json_object_size(c->values), k = 0;
-  uint64_t covered = 0, text = c->counts[CELL_TEXT];
-  char **v = sw_calloc(total ? total : 1, sizeof *v);
-  if (!v) return sw_error(SW_STATUS_NOMEM, "out of memory");
-  const char *key;
-  json_t *cnt;
-  json_object_foreach(c->values, key, cnt) {
-    if (!all && json_integer_value(cnt) < 2) continue;
-    covered += (uint64_t)json_integer_value(cnt);
-    v[k] = sw_strdup(key);
-    if (!v[k]) {
-      for (size_t i = 0; i < k; i++) sw_free(v[i]);
-      sw_free(v);
-      return sw_error(SW_STATUS_NOMEM, "out of memory");
-    }
-    k++;
-  }
-  if (!all && (k == 0 || k > MAX_DOMAIN || (double)covered < 0.99 * (double)text)) {
-    for (size_t i = 0; i < k; i++) sw_free(v[i]);
-    sw_free(v);
-    return SW_STATUS_OK; /* not categorical: no domain */
-  }
-  qsort(v, k, sizeof *v, cmp_strp);
-  *out = v;
-  *n = k;
-  return SW_STATUS_OK;
-}
 
 static sw_status infer_schema(tabular *t) {
   sw__prep *p = t->p;
@@ -259,34 +205,23 @@ static sw_status infer_schema(tabular *t) {
       f->kind = c->counts[CELL_FLOAT] ? SW_FEATURE_KIND_FLOAT : SW_FEATURE_KIND_INT64;
       if (is_label && f->kind == SW_FEATURE_KIND_INT64 && c->seen_int && c->min_int >= 0 &&
           c->max_int < MAX_CLASSES) {
-        f->n_classes = (size_t)c->max_int + 1;
-        f->class_names = sw_calloc(f->n_classes, sizeof *f->class_names);
-        if (!f->class_names) {
-          st = sw_error(SW_STATUS_NOMEM, "out of memory");
-          goto out;
-        }
-        for (size_t k = 0; k < f->n_classes; k++)
-          if (!(f->class_names[k] = sw_asprintf("%zu", k))) {
-            st = sw_error(SW_STATUS_NOMEM, "out of memory");
-            goto out;
-          }
+        st = sw__numbered_classes(f, (size_t)c->max_int + 1);
+        if (st) goto out;
       }
     } else if (is_label) {
       /* text labels become class indices; the names are the sorted distinct values */
-      if (c->too_many_values || json_object_size(c->values) > MAX_CLASSES) {
+      if (c->values.too_many || json_object_size(c->values.counts) > MAX_CLASSES) {
         st = sw_error(SW_STATUS_UNSUPPORTED, "%s: label '%s' has more than %d distinct values", t->source,
                       c->name, MAX_CLASSES);
         goto out;
       }
       f->kind = SW_FEATURE_KIND_INT64;
-      st = string_list(c, true, &f->class_names, &f->n_classes);
+      st = sw__value_counts_list(&c->values, true, &f->class_names, &f->n_classes);
       if (st) goto out;
     } else {
       f->kind = SW_FEATURE_KIND_BYTES;
-      if (!c->too_many_values) {
-        st = string_list(c, false, &f->values, &f->n_values);
-        if (st) goto out;
-      }
+      st = sw__value_counts_list(&c->values, false, &f->values, &f->n_values);
+      if (st) goto out;
     }
     if (is_label) {
       f->is_label = true;
@@ -476,6 +411,15 @@ static sw_status finish_record(tabular *t, sw_status st, problem *pr, sw_example
   return sw__prep_add(t->p, loc, ex, -1, copy, raw_len);
 }
 
+static void tabular_free(tabular *t) {
+  for (size_t i = 0; i < t->n_cols; i++) {
+    sw_free(t->cols[i].name);
+    sw__value_counts_free(&t->cols[i].values);
+    json_decref(t->cols[i].list_lens);
+  }
+  sw_free(t->cols);
+}
+
 /* ---- CSV ----------------------------------------------------------------------- */
 
 static sw_status csv_header(tabular *t, sw_csv_reader *r, char ***names, size_t *n) {
@@ -607,12 +551,7 @@ out:
   sw_csv_close(r);
   sw_free(specs);
   free_names(names, n_names);
-  for (size_t i = 0; i < t.n_cols; i++) {
-    sw_free(t.cols[i].name);
-    json_decref(t.cols[i].values);
-    json_decref(t.cols[i].list_lens);
-  }
-  sw_free(t.cols);
+  tabular_free(&t);
   sw_free(data);
   return st;
 }
@@ -738,12 +677,7 @@ sw_status sw__ingest_jsonl(sw__prep *p) {
     if (st) goto out;
   }
 out:
-  for (size_t i = 0; i < t.n_cols; i++) {
-    sw_free(t.cols[i].name);
-    json_decref(t.cols[i].values);
-    json_decref(t.cols[i].list_lens);
-  }
-  sw_free(t.cols);
+  tabular_free(&t);
   sw_free(data);
   return st;
 }

@@ -9,7 +9,6 @@
 
 #include "data/data_int.h"
 
-#define MAX_DOMAIN 50
 #define MAX_CLASSES 1000
 
 static int cmp_strp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -122,8 +121,7 @@ typedef struct {
   char *name;
   uint64_t present, by_kind[4];
   int64_t count; /* common value count, -1 when it varies, -2 before the first */
-  json_t *values;
-  bool too_many;
+  sw__value_counts values;
   int64_t max_int, min_int;
 } profile;
 
@@ -149,7 +147,6 @@ static sw_status infer(sw__prep *p, const sw__record *recs, size_t n_recs) {
         q = &pf[n_pf++];
         memset(q, 0, sizeof *q);
         q->name = sw_strdup(f->name);
-        q->values = json_object();
         q->count = -2;
         if (!q->name) {
           st = sw_error(SW_STATUS_NOMEM, "out of memory");
@@ -166,16 +163,8 @@ static sw_status infer(sw__prep *p, const sw__record *recs, size_t n_recs) {
           if (f->v.i64[k] < q->min_int) q->min_int = f->v.i64[k];
           if (f->v.i64[k] > q->max_int) q->max_int = f->v.i64[k];
         }
-      if (f->kind == SW_FEATURE_KIND_BYTES && !q->too_many)
-        for (size_t k = 0; k < f->count; k++) {
-          const sw_bytes *b = &f->v.bytes[k];
-          if (memchr(b->data, 0, b->len) || !sw__utf8_valid(b->data, b->len) || json_object_size(q->values) > 1000) {
-            q->too_many = true;
-            break;
-          }
-          const char *key = (const char *)b->data;
-          json_object_set_new(q->values, key, json_integer(json_integer_value(json_object_get(q->values, key)) + 1));
-        }
+      if (f->kind == SW_FEATURE_KIND_BYTES)
+        for (size_t k = 0; k < f->count; k++) sw__value_counts_add(&q->values, f->v.bytes[k].data, f->v.bytes[k].len);
     }
   }
   s = sw_calloc(1, sizeof *s);
@@ -202,29 +191,9 @@ static sw_status infer(sw__prep *p, const sw__record *recs, size_t n_recs) {
       f->rank = 1;
       f->shape[0] = q->count > 0 ? q->count : -1;
     }
-    if (f->kind == SW_FEATURE_KIND_BYTES && !q->too_many) {
-      uint64_t covered = 0, total = 0;
-      size_t recurring = 0;
-      const char *key;
-      json_t *c;
-      json_object_foreach(q->values, key, c) {
-        total += (uint64_t)json_integer_value(c);
-        if (json_integer_value(c) >= 2) recurring++, covered += (uint64_t)json_integer_value(c);
-      }
-      if (recurring > 0 && recurring <= MAX_DOMAIN && (double)covered >= 0.99 * (double)total) {
-        f->values = sw_calloc(recurring, sizeof *f->values);
-        if (!f->values) {
-          st = sw_error(SW_STATUS_NOMEM, "out of memory");
-          goto out;
-        }
-        json_object_foreach(q->values, key, c) {
-          if (json_integer_value(c) >= 2 && !(f->values[f->n_values++] = sw_strdup(key))) {
-            st = sw_error(SW_STATUS_NOMEM, "out of memory");
-            goto out;
-          }
-        }
-        qsort(f->values, f->n_values, sizeof *f->values, cmp_strp);
-      }
+    if (f->kind == SW_FEATURE_KIND_BYTES) {
+      st = sw__value_counts_list(&q->values, false, &f->values, &f->n_values);
+      if (st) goto out;
     }
     if (!strcmp(q->name, label)) {
       if (f->rank != 0 || (f->kind != SW_FEATURE_KIND_INT64 && f->kind != SW_FEATURE_KIND_FLOAT)) {
@@ -235,17 +204,8 @@ static sw_status infer(sw__prep *p, const sw__record *recs, size_t n_recs) {
       f->required = true;
       s->label = (int)k;
       if (f->kind == SW_FEATURE_KIND_INT64 && q->min_int >= 0 && q->max_int < MAX_CLASSES) {
-        f->n_classes = (size_t)q->max_int + 1;
-        f->class_names = sw_calloc(f->n_classes, sizeof *f->class_names);
-        if (!f->class_names) {
-          st = sw_error(SW_STATUS_NOMEM, "out of memory");
-          goto out;
-        }
-        for (size_t c = 0; c < f->n_classes; c++)
-          if (!(f->class_names[c] = sw_asprintf("%zu", c))) {
-            st = sw_error(SW_STATUS_NOMEM, "out of memory");
-            goto out;
-          }
+        st = sw__numbered_classes(f, (size_t)q->max_int + 1);
+        if (st) goto out;
       }
     }
   }
@@ -263,7 +223,7 @@ out:
   sw_schema_free(s);
   for (size_t k = 0; k < n_pf; k++) {
     sw_free(pf[k].name);
-    json_decref(pf[k].values);
+    sw__value_counts_free(&pf[k].values);
   }
   sw_free(pf);
   return st;

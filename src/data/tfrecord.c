@@ -120,8 +120,9 @@ sw_status sw_tfrecord_read_at(sw_tfrecord_reader *r, uint64_t offset, const uint
     return sw_error(SW_STATUS_TRUNCATED,
                     "%s: offset %llu: truncated record (declares %llu bytes, %zu left in file)",
                     r->name, (unsigned long long)offset, (unsigned long long)l, left - 12);
-  want = load_u32le(p + 12 + l);
-  if (sw_crc32c_mask(sw_crc32c(0, p + 12, (size_t)l)) != want)
+  /* the CRC first: reading through the data brings its stored CRC into cache */
+  uint32_t got = sw_crc32c_mask(sw_crc32c(0, p + 12, (size_t)l));
+  if (got != load_u32le(p + 12 + l))
     return sw_error(SW_STATUS_CORRUPT, "%s: offset %llu: data CRC mismatch (corrupt record of %llu bytes)",
                     r->name, (unsigned long long)offset, (unsigned long long)l);
   *data = p + 12;
