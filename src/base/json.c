@@ -19,7 +19,7 @@ sw_status sw_json_load_file(const char *path, json_t **out) {
 }
 
 sw_status sw_json_write_file(const char *path, const json_t *v) {
-  char *text = json_dumps(v, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+  char *text = json_dumps(v, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
   if (!text) return sw_error(SW_STATUS_NOMEM, "cannot serialize JSON for %s", path);
   size_t n = strlen(text);
   sw_buf b = {0};

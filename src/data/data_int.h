@@ -83,6 +83,7 @@ typedef struct sw__quarantined {
 typedef struct sw__prep {
   const sw_prep_options *opt;
   sw_schema *schema;          /* given or inferred */
+  bool schema_given;          /* from --schema or the source dataset: kept as it is */
   const char *label;          /* label feature name, or NULL */
   sw__record *records;
   size_t n_records, cap_records;

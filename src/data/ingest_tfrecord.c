@@ -78,6 +78,7 @@ static sw_status list_dataset(sw__prep *p, const char *dir, input_file **files, 
     }
     char *spath = sw_path_join(dir, sname);
     st = spath ? sw_schema_load(spath, &p->schema) : sw_error(SW_STATUS_NOMEM, "out of memory");
+    p->schema_given = true;
     sw_free(spath);
   }
 out:

@@ -319,9 +319,11 @@ static double median_sorted(const double *v, size_t n) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static double scalar_value(const sw_feature *f) {
-  return f->kind == SW_FEATURE_KIND_FLOAT ? (double)f->v.f32[0] : (double)f->v.i64[0];
+static double scalar_value_at(const sw_feature *f, size_t k) {
+  return f->kind == SW_FEATURE_KIND_FLOAT ? (double)f->v.f32[k] : (double)f->v.i64[k];
 }
+
+static double scalar_value(const sw_feature *f) { return scalar_value_at(f, 0); }
 
 /* Quarantines records whose numeric scalar features sit more than max_z robust z-scores
  * (0.6745 (x - median) / MAD, Iglewicz and Hoaglin) from the training split's median.
@@ -370,6 +372,33 @@ static sw_status quarantine_outliers(sw__prep *p) {
 out:
   sw_free(vals);
   return st;
+}
+
+/* An inferred schema records the range of each number, as TFDV's does, from the accepted
+ * records: data validated later against this schema (--schema, or a tfrecord re-prep)
+ * then has a value outside what training saw quarantined as out_of_range. */
+static void record_ranges(sw__prep *p) {
+  for (size_t fi = 0; fi < p->schema->n_features; fi++) {
+    sw_feature_spec *fs = &p->schema->features[fi];
+    if (fs->image || fs->n_classes || (fs->kind != SW_FEATURE_KIND_FLOAT && fs->kind != SW_FEATURE_KIND_INT64))
+      continue;
+    bool any = false;
+    double lo = 0, hi = 0;
+    for (size_t i = 0; i < p->n_records; i++) {
+      const sw__record *r = &p->records[i];
+      if (r->quarantined) continue;
+      const sw_feature *f = sw_example_find(&r->ex, fs->name);
+      for (size_t k = 0; f && k < f->count; k++) {
+        double v = scalar_value_at(f, k);
+        if (!any || v < lo) lo = v;
+        if (!any || v > hi) hi = v;
+        any = true;
+      }
+    }
+    fs->has_min = fs->has_max = any;
+    fs->min = lo;
+    fs->max = hi;
+  }
 }
 
 /* Writes one split's shards into dir and returns its manifest entry. */
@@ -651,6 +680,7 @@ sw_status sw_prep_run(const sw_prep_options *opt, json_t **report_out) {
   }
   p.max_z = opt->max_z < 0 ? (tabular ? DEFAULT_MAX_Z : 0) : opt->max_z;
   if (opt->schema_path) {
+    p.schema_given = true;
     st = sw_schema_load(opt->schema_path, &p.schema);
     if (st) goto out;
   }
@@ -714,6 +744,7 @@ sw_status sw_prep_run(const sw_prep_options *opt, json_t **report_out) {
     st = quarantine_outliers(&p);
     if (st) goto out;
   }
+  if (!p.schema_given) record_ranges(&p);
 
   json_object_set_new(report, "input", json_pack("{s:s, s:s}", "kind", opt->kind, "path", opt->path));
   json_object_set_new(report, "read", json_integer((json_int_t)p.n_read));

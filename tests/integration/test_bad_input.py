@@ -129,3 +129,25 @@ def test_header_and_schema_problems_fail_clearly(slipway, tmp_path):
     r = prep(slipway, "--input", f"csv:{extra}", "--schema", bad_schema, "--out", tmp_path / "o4")
     assert r.returncode == 1 and "type must be int, float or bytes" in r.stderr
     assert not any(p.name.startswith("o") for p in tmp_path.iterdir())
+
+
+def test_inferred_schema_records_ranges_and_revalidates_its_own_dataset(slipway, tmp_path):
+    out = tmp_path / "ds"
+    assert prep(slipway, "--input", f"csv:{DATA / 'rows.csv'}", "--out", out).returncode == 0
+    feats = {f["name"]: f for f in json.loads((out / "schema.json").read_text())["features"]}
+    _, rows = all_examples(out)
+    ages = [row["age"][0] for row in rows]
+    assert feats["age"]["min"] == min(ages) and feats["age"]["max"] == max(ages)
+    # the dataset passes its own schema, float32 values at the edges included
+    again = tmp_path / "again"
+    r = prep(slipway, "--input", f"tfrecord:{out}", "--out", again, "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["quarantined"] == 0 and report["accepted"] == EXPECTED["good_rows"]
+    # new data outside the range seen in training is out_of_range under that schema
+    new = tmp_path / "new.csv"
+    new.write_text("id,age,income,color,city,label\n1,200.5,50000,red,Oslo,yes\n2,40,50000,red,Oslo,no\n")
+    r = prep(slipway, "--input", f"csv:{new}", "--schema", out / "schema.json", "--out", tmp_path / "n",
+             "--max-quarantine-fraction", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert [q["reason"] for q in quarantine(tmp_path / "n")] == ["out_of_range"]
