@@ -225,6 +225,22 @@ typedef enum { SW_DTYPE_F32, SW_DTYPE_I64, SW_DTYPE_U8 } sw_dtype;
 size_t sw_dtype_size(sw_dtype t);
 const char *sw_dtype_name(sw_dtype t);
 
+/* ---- thread pool ------------------------------------------------------------ */
+
+/* A fixed set of worker threads for data-parallel loops. Work is split into contiguous
+ * ranges by index alone (never by which thread is free), so results that depend on the
+ * split are reproducible for a given thread count. */
+typedef struct sw_threadpool sw_threadpool;
+/* threads <= 1: no workers, sw_threadpool_for runs on the caller. */
+sw_status sw_threadpool_new(int threads, sw_threadpool **out);
+void sw_threadpool_free(sw_threadpool *tp);
+int sw_threadpool_threads(const sw_threadpool *tp);
+/* Calls fn(ctx, begin, end) for `parts` contiguous ranges covering [0, n) and waits for
+ * all of them; the caller's thread takes one range. tp may be NULL (serial). parts = 0
+ * means one range per thread. */
+void sw_threadpool_for(sw_threadpool *tp, size_t n, size_t parts,
+                       void (*fn)(void *ctx, size_t begin, size_t end), void *ctx);
+
 /* ---- misc ---------------------------------------------------------------- */
 
 /* Seconds on a monotonic clock; for reporting, never for computation. */
