@@ -130,6 +130,142 @@ const sw_named_tensor *sw_safetensors_find(const sw_safetensors *st, const char 
 const json_t *sw_safetensors_metadata(const sw_safetensors *st);
 void sw_safetensors_close(sw_safetensors *st);
 
+/* ---- the graph ------------------------------------------------------------------ */
+
+/* Every op maps one to one onto an ONNX operator (its op_type is the second column),
+ * so export and import are a walk over the nodes. The losses at the end have no ONNX
+ * inference form and are never exported. X(NAME, "OnnxOpType", inputs) */
+#define SW_OP_MAP(X)                                         \
+  X(INPUT, "", 0)                                            \
+  X(PARAM, "", 0)                                            \
+  X(CONST, "Constant", 0)                                    \
+  X(MATMUL, "MatMul", 2)                                     \
+  X(GEMM, "Gemm", 3)                                         \
+  X(ADD, "Add", 2)                                           \
+  X(SUB, "Sub", 2)                                           \
+  X(MUL, "Mul", 2)                                           \
+  X(DIV, "Div", 2)                                           \
+  X(RELU, "Relu", 1)                                         \
+  X(SIGMOID, "Sigmoid", 1)                                   \
+  X(TANH, "Tanh", 1)                                         \
+  X(GELU, "Gelu", 1)                                         \
+  X(SOFTMAX, "Softmax", 1)                                   \
+  X(LOG_SOFTMAX, "LogSoftmax", 1)                            \
+  X(CONV, "Conv", 3)                                         \
+  X(MAX_POOL, "MaxPool", 1)                                  \
+  X(AVERAGE_POOL, "AveragePool", 1)                          \
+  X(GLOBAL_AVERAGE_POOL, "GlobalAveragePool", 1)             \
+  X(FLATTEN, "Flatten", 1)                                   \
+  X(RESHAPE, "Reshape", 1)                                   \
+  X(TRANSPOSE, "Transpose", 1)                               \
+  X(CONCAT, "Concat", -1)                                    \
+  X(GATHER, "Gather", 2)                                     \
+  X(DROPOUT, "Dropout", 1)                                   \
+  X(BATCH_NORM, "BatchNormalization", 5)                     \
+  X(LAYER_NORM, "LayerNormalization", 3)                     \
+  X(CAST, "Cast", 1)                                         \
+  X(SOFTMAX_CROSS_ENTROPY, "SoftmaxCrossEntropyLoss", 2)     \
+  X(BCE_WITH_LOGITS, "", 2)                                  \
+  X(MSE, "", 2)
+
+typedef enum {
+#define SW__OP_ENUM(name, onnx, n) SW_OP_##name,
+  SW_OP_MAP(SW__OP_ENUM)
+#undef SW__OP_ENUM
+  SW_OP_COUNT_
+} sw_op_type;
+
+const char *sw_op_name(sw_op_type op);      /* "RELU" */
+const char *sw_op_onnx_type(sw_op_type op); /* "Relu"; "" for inputs, params, custom losses */
+
+/* Attributes, by op (ONNX's names and defaults; unused fields are ignored):
+ *   CONV, MAX_POOL, AVERAGE_POOL: kernel (pools; Conv takes it from the weight), stride
+ *     (1), pad as ONNX pads (top, left, bottom, right; 0), dilation (1); inputs are NCHW
+ *     (rank 3 NCW is the 1-D case: kernel[0] = 1 and H = 1 internally). AVERAGE_POOL:
+ *     count_include_pad (0). CONV's third input (bias) is optional: pass -1.
+ *   GEMM: alpha (1), beta (1), trans_a, trans_b (0); the third input (C) may be -1.
+ *   SOFTMAX, LOG_SOFTMAX: axis (-1). CONCAT, GATHER, FLATTEN: axis (1, 0, 1).
+ *   LAYER_NORM: axis (-1), epsilon (1e-5). BATCH_NORM: epsilon (1e-5), momentum (0.9,
+ *     ONNX's meaning: running = running * momentum + batch * (1 - momentum)).
+ *   TRANSPOSE: perm (reversed when perm_rank = 0). RESHAPE: shape (0 copies that
+ *     dimension, -1 is inferred), shape_rank. DROPOUT: ratio (0.5). CAST: to (a dtype).
+ *   SOFTMAX_CROSS_ENTROPY: logits [N, C] and int64 labels [N]; mean over the batch.
+ *   BCE_WITH_LOGITS, MSE: predictions and float targets of the same shape; mean. */
+typedef struct {
+  int64_t kernel[2], stride[2], pad[4], dilation[2];
+  int64_t count_include_pad;
+  float alpha, beta;
+  int64_t trans_a, trans_b;
+  int64_t axis;
+  float epsilon, momentum;
+  int64_t perm[SW_NN_MAX_RANK];
+  int perm_rank;
+  int64_t shape[SW_NN_MAX_RANK];
+  int shape_rank;
+  float ratio;
+  sw_dtype to;
+} sw_op_attrs;
+
+/* ONNX's defaults for op (stride 1, dilation 1, alpha = beta = 1, axis by op, ...). */
+void sw_op_attrs_default(sw_op_type op, sw_op_attrs *a);
+
+typedef struct sw_graph sw_graph;
+typedef int32_t sw_node; /* index of a node in its graph */
+
+/* Building: nodes are added in order (so the graph is topologically sorted); each
+ * checks its inputs' types and shapes at once and fails with a message naming it. */
+sw_status sw_graph_new(sw_graph **out);
+void sw_graph_free(sw_graph *g);
+/* An input fed per batch; shape[0] must be -1 (the batch dimension). */
+sw_status sw_graph_input(sw_graph *g, const char *name, sw_dtype dtype, int rank, const int64_t *shape,
+                         sw_node *out);
+/* A trainable f32 parameter, zero-filled; fill it through sw_graph_data. */
+sw_status sw_graph_param(sw_graph *g, const char *name, int rank, const int64_t *shape, sw_node *out);
+/* A saved f32 tensor that is not trained (batch norm's running mean and variance),
+ * zero-filled. */
+sw_status sw_graph_buffer(sw_graph *g, const char *name, int rank, const int64_t *shape, sw_node *out);
+/* A constant tensor (copied). */
+sw_status sw_graph_const(sw_graph *g, const char *name, sw_dtype dtype, int rank, const int64_t *shape,
+                         const void *data, sw_node *out);
+/* An op; inputs may hold -1 for an optional input that is absent. attrs NULL: defaults. */
+sw_status sw_graph_op(sw_graph *g, sw_op_type op, const sw_node *inputs, int n_inputs,
+                      const sw_op_attrs *attrs, const char *name, sw_node *out);
+
+/* Allocation, once: every value, gradient and scratch buffer for batches up to
+ * max_batch. After it, forward and backward allocate nothing. */
+sw_status sw_graph_alloc(sw_graph *g, int64_t max_batch);
+/* The batch size of the next passes (1..max_batch): recomputes shapes, no allocation. */
+sw_status sw_graph_set_batch(sw_graph *g, int64_t n);
+/* Training mode: dropout drops and batch norm uses (and updates) batch statistics. */
+void sw_graph_set_training(sw_graph *g, bool training);
+/* The step number dropout masks are drawn for (with the seed: reproducible). */
+void sw_graph_set_step(sw_graph *g, uint64_t seed, int64_t step);
+/* Threads for the CPU backend (thread pool and OpenBLAS); 0: all cores. */
+sw_status sw_graph_set_threads(sw_graph *g, int threads);
+
+sw_status sw_graph_forward(sw_graph *g);
+/* Gradients of the scalar node `loss` with respect to every parameter (and every node
+ * on the way), overwriting those of the previous backward. */
+sw_status sw_graph_backward(sw_graph *g, sw_node loss);
+
+/* Access. Values are C-order buffers of the node's dtype and current shape. */
+void *sw_graph_data(sw_graph *g, sw_node n);
+float *sw_graph_grad(sw_graph *g, sw_node n); /* NULL when the node needs no gradient */
+int sw_graph_rank(const sw_graph *g, sw_node n);
+const int64_t *sw_graph_shape(const sw_graph *g, sw_node n);
+int64_t sw_graph_elements(const sw_graph *g, sw_node n);
+sw_dtype sw_graph_dtype(const sw_graph *g, sw_node n);
+sw_op_type sw_graph_op_type(const sw_graph *g, sw_node n);
+const char *sw_graph_name(const sw_graph *g, sw_node n);
+int sw_graph_inputs(const sw_graph *g, sw_node n, const sw_node **inputs);
+const sw_op_attrs *sw_graph_attrs(const sw_graph *g, sw_node n);
+size_t sw_graph_size(const sw_graph *g);
+sw_node sw_graph_find(const sw_graph *g, const char *name); /* -1 when absent */
+/* Parameters in creation order (the fixed order of params_sha256 and checkpoints). */
+size_t sw_graph_params(const sw_graph *g, const sw_node **params);
+/* Extra state that is not trained but saved (batch norm running mean and variance). */
+size_t sw_graph_buffers(const sw_graph *g, const sw_node **buffers);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,352 @@
+/* CPU kernels of the core ops: MatMul and Gemm on OpenBLAS sgemm, broadcasting
+ * arithmetic, Relu, the shape ops that copy (Flatten, Reshape, Cast), and the losses
+ * (softmax cross-entropy, binary cross-entropy with logits, mean squared error). */
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "nn/nn_int.h"
+
+#define IN(i) sw__in(g, node, (i))
+#define F32(nd) ((float *)(nd)->data)
+
+static int64_t elems(const sw__node *nd) { return sw__elements(nd->rank, nd->shape); }
+
+/* ---- MatMul, Gemm ----------------------------------------------------------------- */
+
+sw_status sw__cpu_fwd_MATMUL(sw_graph *g, sw__node *node) {
+  sw__node *a = IN(0), *b = IN(1);
+  int64_t k = b->shape[0], n = b->shape[1], m = elems(a) / k;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, F32(a), (int)k, F32(b),
+              (int)n, 0.0f, F32(node), (int)n);
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_bwd_MATMUL(sw_graph *g, sw__node *node) {
+  sw__node *a = IN(0), *b = IN(1);
+  int64_t k = b->shape[0], n = b->shape[1], m = elems(a) / k;
+  if (a->grad) /* dA += dY B^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)k, (int)n, 1.0f, node->grad, (int)n, F32(b),
+                (int)n, 1.0f, a->grad, (int)k);
+  if (b->grad) /* dB += A^T dY */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)n, (int)m, 1.0f, F32(a), (int)k, node->grad,
+                (int)n, 1.0f, b->grad, (int)n);
+  return SW_STATUS_OK;
+}
+
+/* Strides of x aligned to a rank-r output, 0 along broadcast dimensions. */
+static void broadcast_strides(const sw__node *x, int r, const int64_t *out, int64_t *strides) {
+  int64_t s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    int xi = i - (r - x->rank);
+    if (xi < 0) {
+      strides[i] = 0;
+      continue;
+    }
+    strides[i] = (x->shape[xi] == 1 && out[i] != 1) ? 0 : s;
+    s *= x->shape[xi];
+  }
+}
+
+/* Adds src (shaped like dst_node's broadcast target `out`) into dst, summing over the
+ * dimensions dst was broadcast along. */
+static void reduce_into(float *dst, const sw__node *dst_node, const float *src, int r, const int64_t *out, float scale) {
+  int64_t strides[SW_NN_MAX_RANK], idx[SW_NN_MAX_RANK] = {0};
+  broadcast_strides(dst_node, r, out, strides);
+  int64_t total = sw__elements(r, out), off = 0;
+  for (int64_t i = 0; i < total; i++) {
+    dst[off] += scale * src[i];
+    for (int d = r - 1; d >= 0; d--) {
+      idx[d]++;
+      off += strides[d];
+      if (idx[d] < out[d]) break;
+      off -= strides[d] * out[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+sw_status sw__cpu_fwd_GEMM(sw_graph *g, sw__node *node) {
+  sw__node *a = IN(0), *b = IN(1), *c = IN(2);
+  const sw_op_attrs *at = &node->attrs;
+  int64_t m = node->shape[0], n = node->shape[1];
+  int64_t k = at->trans_a ? a->shape[0] : a->shape[1];
+  float beta = 0.0f;
+  if (c) {
+    /* Y = beta * broadcast(C), then sgemm adds alpha * A B */
+    float *y = F32(node);
+    memset(y, 0, (size_t)(m * n) * sizeof *y);
+    int64_t out[2] = {m, n};
+    int64_t strides[SW_NN_MAX_RANK];
+    broadcast_strides(c, 2, out, strides);
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) y[i * n + j] = F32(c)[i * strides[0] + j * strides[1]];
+    beta = at->beta;
+  }
+  cblas_sgemm(CblasRowMajor, at->trans_a ? CblasTrans : CblasNoTrans, at->trans_b ? CblasTrans : CblasNoTrans,
+              (int)m, (int)n, (int)k, at->alpha, F32(a), (int)a->shape[1], F32(b), (int)b->shape[1], beta, F32(node),
+              (int)n);
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_bwd_GEMM(sw_graph *g, sw__node *node) {
+  sw__node *a = IN(0), *b = IN(1), *c = IN(2);
+  const sw_op_attrs *at = &node->attrs;
+  int64_t m = node->shape[0], n = node->shape[1];
+  int64_t k = at->trans_a ? a->shape[0] : a->shape[1];
+  const float *dy = node->grad;
+  if (a->grad) {
+    if (!at->trans_a) /* dA[m,k] += alpha dY op(B)^T */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, at->trans_b ? CblasNoTrans : CblasTrans, (int)m, (int)k, (int)n,
+                  at->alpha, dy, (int)n, F32(b), (int)b->shape[1], 1.0f, a->grad, (int)k);
+    else /* dA[k,m] += alpha op(B) dY^T */
+      cblas_sgemm(CblasRowMajor, at->trans_b ? CblasTrans : CblasNoTrans, CblasTrans, (int)k, (int)m, (int)n,
+                  at->alpha, F32(b), (int)b->shape[1], dy, (int)n, 1.0f, a->grad, (int)m);
+  }
+  if (b->grad) {
+    if (!at->trans_b) /* dB[k,n] += alpha op(A)^T dY */
+      cblas_sgemm(CblasRowMajor, at->trans_a ? CblasNoTrans : CblasTrans, CblasNoTrans, (int)k, (int)n, (int)m,
+                  at->alpha, F32(a), (int)a->shape[1], dy, (int)n, 1.0f, b->grad, (int)n);
+    else /* dB[n,k] += alpha dY^T op(A) */
+      cblas_sgemm(CblasRowMajor, CblasTrans, at->trans_a ? CblasTrans : CblasNoTrans, (int)n, (int)k, (int)m,
+                  at->alpha, dy, (int)n, F32(a), (int)a->shape[1], 1.0f, b->grad, (int)k);
+  }
+  if (c && c->grad) reduce_into(c->grad, c, dy, 2, node->shape, at->beta);
+  return SW_STATUS_OK;
+}
+
+/* ---- broadcasting arithmetic --------------------------------------------------------- */
+
+typedef enum { ARITH_ADD, ARITH_SUB, ARITH_MUL, ARITH_DIV } arith;
+
+static inline float apply(arith op, float x, float y) {
+  switch (op) {
+    case ARITH_ADD: return x + y;
+    case ARITH_SUB: return x - y;
+    case ARITH_MUL: return x * y;
+    default: return x / y;
+  }
+}
+
+static sw_status arith_forward(sw_graph *g, sw__node *node, arith op) {
+  sw__node *a = IN(0), *b = IN(1);
+  float *y = F32(node);
+  const float *x0 = F32(a), *x1 = F32(b);
+  int64_t total = elems(node);
+  if (elems(a) == total && elems(b) == total) { /* the common case: no broadcast */
+    for (int64_t i = 0; i < total; i++) y[i] = apply(op, x0[i], x1[i]);
+    return SW_STATUS_OK;
+  }
+  int r = node->rank;
+  int64_t sa[SW_NN_MAX_RANK], sb[SW_NN_MAX_RANK], idx[SW_NN_MAX_RANK] = {0}, oa = 0, ob = 0;
+  broadcast_strides(a, r, node->shape, sa);
+  broadcast_strides(b, r, node->shape, sb);
+  for (int64_t i = 0; i < total; i++) {
+    y[i] = apply(op, x0[oa], x1[ob]);
+    for (int d = r - 1; d >= 0; d--) {
+      idx[d]++;
+      oa += sa[d];
+      ob += sb[d];
+      if (idx[d] < node->shape[d]) break;
+      oa -= sa[d] * node->shape[d];
+      ob -= sb[d] * node->shape[d];
+      idx[d] = 0;
+    }
+  }
+  return SW_STATUS_OK;
+}
+
+/* dA += dY * d(op)/dA and dB += dY * d(op)/dB, each summed over its broadcast dims. */
+static sw_status arith_backward(sw_graph *g, sw__node *node, arith op) {
+  sw__node *a = IN(0), *b = IN(1);
+  const float *dy = node->grad, *x0 = F32(a), *x1 = F32(b);
+  int r = node->rank;
+  int64_t sa[SW_NN_MAX_RANK], sb[SW_NN_MAX_RANK], idx[SW_NN_MAX_RANK] = {0}, oa = 0, ob = 0;
+  broadcast_strides(a, r, node->shape, sa);
+  broadcast_strides(b, r, node->shape, sb);
+  int64_t total = elems(node);
+  for (int64_t i = 0; i < total; i++) {
+    float gy = dy[i], va = x0[oa], vb = x1[ob];
+    float ga, gb;
+    switch (op) {
+      case ARITH_ADD: ga = gy, gb = gy; break;
+      case ARITH_SUB: ga = gy, gb = -gy; break;
+      case ARITH_MUL: ga = gy * vb, gb = gy * va; break;
+      default: ga = gy / vb, gb = -gy * va / (vb * vb); break;
+    }
+    if (a->grad) a->grad[oa] += ga;
+    if (b->grad) b->grad[ob] += gb;
+    for (int d = r - 1; d >= 0; d--) {
+      idx[d]++;
+      oa += sa[d];
+      ob += sb[d];
+      if (idx[d] < node->shape[d]) break;
+      oa -= sa[d] * node->shape[d];
+      ob -= sb[d] * node->shape[d];
+      idx[d] = 0;
+    }
+  }
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_fwd_ADD(sw_graph *g, sw__node *node) { return arith_forward(g, node, ARITH_ADD); }
+sw_status sw__cpu_bwd_ADD(sw_graph *g, sw__node *node) { return arith_backward(g, node, ARITH_ADD); }
+sw_status sw__cpu_fwd_SUB(sw_graph *g, sw__node *node) { return arith_forward(g, node, ARITH_SUB); }
+sw_status sw__cpu_bwd_SUB(sw_graph *g, sw__node *node) { return arith_backward(g, node, ARITH_SUB); }
+sw_status sw__cpu_fwd_MUL(sw_graph *g, sw__node *node) { return arith_forward(g, node, ARITH_MUL); }
+sw_status sw__cpu_bwd_MUL(sw_graph *g, sw__node *node) { return arith_backward(g, node, ARITH_MUL); }
+sw_status sw__cpu_fwd_DIV(sw_graph *g, sw__node *node) { return arith_forward(g, node, ARITH_DIV); }
+sw_status sw__cpu_bwd_DIV(sw_graph *g, sw__node *node) { return arith_backward(g, node, ARITH_DIV); }
+
+/* ---- Relu ----------------------------------------------------------------------------- */
+
+sw_status sw__cpu_fwd_RELU(sw_graph *g, sw__node *node) {
+  const float *x = F32(IN(0));
+  float *y = F32(node);
+  int64_t n = elems(node);
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_bwd_RELU(sw_graph *g, sw__node *node) {
+  sw__node *x = IN(0);
+  if (!x->grad) return SW_STATUS_OK;
+  const float *xv = F32(x), *dy = node->grad;
+  int64_t n = elems(node);
+  for (int64_t i = 0; i < n; i++) x->grad[i] += xv[i] > 0.0f ? dy[i] : 0.0f;
+  return SW_STATUS_OK;
+}
+
+/* ---- copies: Flatten, Reshape, Cast ------------------------------------------------------ */
+
+static sw_status copy_forward(sw_graph *g, sw__node *node) {
+  memcpy(node->data, IN(0)->data, (size_t)elems(node) * sw_dtype_size(node->dtype));
+  return SW_STATUS_OK;
+}
+
+static sw_status copy_backward(sw_graph *g, sw__node *node) {
+  sw__node *x = IN(0);
+  if (!x->grad) return SW_STATUS_OK;
+  int64_t n = elems(node);
+  for (int64_t i = 0; i < n; i++) x->grad[i] += node->grad[i];
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_fwd_FLATTEN(sw_graph *g, sw__node *node) { return copy_forward(g, node); }
+sw_status sw__cpu_bwd_FLATTEN(sw_graph *g, sw__node *node) { return copy_backward(g, node); }
+sw_status sw__cpu_fwd_RESHAPE(sw_graph *g, sw__node *node) { return copy_forward(g, node); }
+sw_status sw__cpu_bwd_RESHAPE(sw_graph *g, sw__node *node) { return copy_backward(g, node); }
+
+sw_status sw__cpu_fwd_CAST(sw_graph *g, sw__node *node) {
+  sw__node *x = IN(0);
+  int64_t n = elems(node);
+  if (x->dtype == node->dtype) return copy_forward(g, node);
+  if (node->dtype == SW_DTYPE_F32) {
+    float *y = F32(node);
+    if (x->dtype == SW_DTYPE_I64)
+      for (int64_t i = 0; i < n; i++) y[i] = (float)((int64_t *)x->data)[i];
+    else
+      for (int64_t i = 0; i < n; i++) y[i] = (float)((uint8_t *)x->data)[i];
+  } else {
+    int64_t *y = node->data;
+    if (x->dtype == SW_DTYPE_F32)
+      for (int64_t i = 0; i < n; i++) y[i] = (int64_t)((float *)x->data)[i];
+    else
+      for (int64_t i = 0; i < n; i++) y[i] = ((uint8_t *)x->data)[i];
+  }
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_bwd_CAST(sw_graph *g, sw__node *node) {
+  /* only a float-to-float cast carries a gradient */
+  if (IN(0)->dtype == SW_DTYPE_F32 && node->dtype == SW_DTYPE_F32) return copy_backward(g, node);
+  return SW_STATUS_OK;
+}
+
+/* ---- losses ------------------------------------------------------------------------------- */
+
+sw_status sw__cpu_fwd_SOFTMAX_CROSS_ENTROPY(sw_graph *g, sw__node *node) {
+  sw__node *x = IN(0), *y = IN(1);
+  int64_t n = x->shape[0], c = x->shape[1];
+  const float *logits = F32(x);
+  const int64_t *labels = y->data;
+  float *p = node->scratch;
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const float *row = logits + i * c;
+    float *prow = p + i * c;
+    if (labels[i] < 0 || labels[i] >= c)
+      return sw_error(SW_STATUS_INVALID, "label %lld of example %lld is not a class index (0..%lld)",
+                      (long long)labels[i], (long long)i, (long long)(c - 1));
+    float mx = row[0];
+    for (int64_t j = 1; j < c; j++) mx = row[j] > mx ? row[j] : mx;
+    double sum = 0;
+    for (int64_t j = 0; j < c; j++) {
+      prow[j] = expf(row[j] - mx);
+      sum += prow[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < c; j++) prow[j] *= inv;
+    total += (double)mx + log(sum) - (double)row[labels[i]];
+  }
+  F32(node)[0] = (float)(total / (double)n);
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_bwd_SOFTMAX_CROSS_ENTROPY(sw_graph *g, sw__node *node) {
+  sw__node *x = IN(0), *y = IN(1);
+  if (!x->grad) return SW_STATUS_OK;
+  int64_t n = x->shape[0], c = x->shape[1];
+  const int64_t *labels = y->data;
+  const float *p = node->scratch;
+  float scale = node->grad[0] / (float)n;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < c; j++)
+      x->grad[i * c + j] += scale * (p[i * c + j] - (j == labels[i] ? 1.0f : 0.0f));
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_fwd_BCE_WITH_LOGITS(sw_graph *g, sw__node *node) {
+  const float *z = F32(IN(0)), *t = F32(IN(1));
+  int64_t n = elems(IN(0));
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) /* max(z, 0) - z t + log(1 + e^-|z|): stable for any z */
+    total += (double)fmaxf(z[i], 0.0f) - (double)z[i] * t[i] + log1p(exp(-fabs((double)z[i])));
+  F32(node)[0] = (float)(total / (double)n);
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_bwd_BCE_WITH_LOGITS(sw_graph *g, sw__node *node) {
+  sw__node *zn = IN(0), *tn = IN(1);
+  const float *z = F32(zn), *t = F32(tn);
+  int64_t n = elems(zn);
+  float scale = node->grad[0] / (float)n;
+  for (int64_t i = 0; i < n; i++) {
+    float s = 1.0f / (1.0f + expf(-z[i]));
+    if (zn->grad) zn->grad[i] += scale * (s - t[i]);
+    if (tn->grad) tn->grad[i] += scale * -z[i];
+  }
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_fwd_MSE(sw_graph *g, sw__node *node) {
+  const float *x = F32(IN(0)), *t = F32(IN(1));
+  int64_t n = elems(IN(0));
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) total += ((double)x[i] - t[i]) * ((double)x[i] - t[i]);
+  F32(node)[0] = (float)(total / (double)n);
+  return SW_STATUS_OK;
+}
+
+sw_status sw__cpu_bwd_MSE(sw_graph *g, sw__node *node) {
+  sw__node *xn = IN(0), *tn = IN(1);
+  const float *x = F32(xn), *t = F32(tn);
+  int64_t n = elems(xn);
+  float scale = 2.0f * node->grad[0] / (float)n;
+  for (int64_t i = 0; i < n; i++) {
+    if (xn->grad) xn->grad[i] += scale * (x[i] - t[i]);
+    if (tn->grad) tn->grad[i] -= scale * (x[i] - t[i]);
+  }
+  return SW_STATUS_OK;
+}

@@ -1,0 +1,95 @@
+/* Private header of the model engine: the node and graph structures, the op table
+ * (shape inference per op), and the backend table that kernels plug into. */
+#ifndef SLIPWAY_NN_INT_H
+#define SLIPWAY_NN_INT_H
+
+#include "slipway/nn.h"
+
+#define SW__MAX_INPUTS 8
+
+typedef enum { SW__LEAF_NONE, SW__LEAF_INPUT, SW__LEAF_PARAM, SW__LEAF_BUFFER, SW__LEAF_CONST } sw__leaf;
+
+typedef struct sw__node {
+  sw_op_type op;
+  char *name;
+  int n_inputs;
+  sw_node inputs[SW__MAX_INPUTS]; /* -1: an optional input that is absent */
+  sw_op_attrs attrs;
+  sw_dtype dtype;
+  int rank;
+  int64_t shape[SW_NN_MAX_RANK]; /* current (after set_batch); -1 = batch before alloc */
+  bool batched;                  /* the first dimension follows the batch */
+  bool needs_grad;               /* a parameter is upstream */
+  void *data;                    /* value: capacity for the largest batch */
+  size_t capacity;               /* bytes of data */
+  float *grad;                   /* gradient, same capacity (f32), when needs_grad */
+  void *scratch;                 /* per-op working memory sized by the op's scratch fn */
+  size_t scratch_bytes;
+  bool owns_data;                /* leaves: params, buffers, consts */
+} sw__node;
+
+struct sw_graph {
+  sw__node *nodes;
+  size_t n, cap;
+  int64_t batch, max_batch;
+  bool allocated;
+  bool training;
+  uint64_t seed;
+  int64_t step;
+  int threads;
+  sw_threadpool *pool;
+  const struct sw__backend *backend;
+  sw_node *params, *buffers;
+  size_t n_params, n_buffers;
+};
+
+/* ---- ops: checks and shapes (ops.c) ---------------------------------------------- */
+
+/* Sets node->dtype, rank and shape from its inputs' current shapes (batch included),
+ * or fails with a message naming the node. Runs at build and at every set_batch. */
+typedef sw_status (*sw__infer_fn)(sw_graph *g, sw__node *node);
+/* Scratch bytes the op needs at the current shapes (called at alloc, max batch). */
+typedef size_t (*sw__scratch_fn)(const sw_graph *g, const sw__node *node);
+
+typedef struct {
+  sw__infer_fn infer;
+  sw__scratch_fn scratch; /* NULL: none */
+} sw__op_def;
+
+const sw__op_def *sw__op(sw_op_type op);
+/* Inputs the op takes (the last ones may be absent: -1); -1 for any number. */
+int sw__op_inputs(sw_op_type op);
+static inline sw__node *sw__in(sw_graph *g, const sw__node *node, int i) {
+  return node->inputs[i] >= 0 ? &g->nodes[node->inputs[i]] : NULL;
+}
+int64_t sw__elements(int rank, const int64_t *shape);
+
+/* ---- backends --------------------------------------------------------------------- */
+
+/* A kernel computes one node: forward writes node->data from its inputs' data;
+ * backward adds the node's grad, through the op, into the grads of those inputs that
+ * have one (input->grad != NULL). Kernels never allocate: scratch is theirs. */
+typedef sw_status (*sw__kernel)(sw_graph *g, sw__node *node);
+
+typedef struct sw__backend {
+  const char *name;
+  sw__kernel forward[SW_OP_COUNT_];
+  sw__kernel backward[SW_OP_COUNT_];
+  /* library-wide settings such as the BLAS thread count */
+  void (*set_threads)(int threads);
+} sw__backend;
+
+extern const sw__backend sw__cpu_backend;
+
+/* CPU kernels, one pair per op, defined in the cpu_*.c files; weak, so an op whose
+ * kernels are not built is an error at graph build, not at link time. */
+#define SW__CPU_KERNEL_DECL(name, onnx, n)                                        \
+  sw_status sw__cpu_fwd_##name(sw_graph *g, sw__node *node) __attribute__((weak)); \
+  sw_status sw__cpu_bwd_##name(sw_graph *g, sw__node *node) __attribute__((weak));
+SW_OP_MAP(SW__CPU_KERNEL_DECL)
+#undef SW__CPU_KERNEL_DECL
+
+/* Broadcasting (numpy rules) of two shapes into out; false when incompatible. */
+bool sw__broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b, int *rank, int64_t *out);
+
+#endif

@@ -1,0 +1,299 @@
+/* The graph and the core ops: MatMul, Gemm, broadcasting Add/Sub/Mul/Div, Relu,
+ * Flatten/Reshape/Cast and the three losses, each against a plain reference and its
+ * backward against finite differences; and the graph's own rules. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+
+#include "nn_check.h"
+
+#define EPS 1e-2
+#define GRAD_TOL 2e-2
+
+static const float *xdata(nn_check *c, int i) { return sw_graph_data(c->g, c->in[i]); }
+
+static void test_matmul(void **state) {
+  (void)state;
+  nn_check c;
+  nn_check_input in[2] = {{SW_DTYPE_F32, 3, {2, 3, 4}, NULL, false}, {SW_DTYPE_F32, 2, {4, 5}, NULL, false}};
+  nn_check_build(&c, SW_OP_MATMUL, NULL, in, 2, 1);
+  float want[2 * 3 * 5];
+  const float *a = xdata(&c, 0), *b = xdata(&c, 1);
+  for (int r = 0; r < 6; r++)
+    for (int j = 0; j < 5; j++) {
+      double s = 0;
+      for (int k = 0; k < 4; k++) s += (double)a[r * 4 + k] * b[k * 5 + j];
+      want[r * 5 + j] = (float)s;
+    }
+  nn_check_forward(&c, want, 1e-6);
+  nn_check_gradients(&c, EPS, GRAD_TOL);
+  nn_check_free(&c);
+}
+
+static void gemm_case(int64_t ta, int64_t tb, int c_rank) {
+  nn_check c;
+  sw_op_attrs at;
+  sw_op_attrs_default(SW_OP_GEMM, &at);
+  at.trans_a = ta;
+  at.trans_b = tb;
+  at.alpha = 0.5f;
+  at.beta = 2.0f;
+  const int64_t m = 3, k = 4, n = 5;
+  nn_check_input in[3] = {{SW_DTYPE_F32, 2, {ta ? k : m, ta ? m : k}, NULL, false},
+                          {SW_DTYPE_F32, 2, {tb ? n : k, tb ? k : n}, NULL, false},
+                          {SW_DTYPE_F32, c_rank, {c_rank == 2 ? m : n, n}, NULL, false}};
+  if (c_rank == 0) in[2].rank = -1;
+  nn_check_build(&c, SW_OP_GEMM, &at, in, 3, 2);
+  const float *a = xdata(&c, 0), *b = xdata(&c, 1), *cc = c_rank ? xdata(&c, 2) : NULL;
+  float want[15];
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) {
+      double s = 0;
+      for (int64_t q = 0; q < k; q++) s += (double)(ta ? a[q * m + i] : a[i * k + q]) * (tb ? b[j * k + q] : b[q * n + j]);
+      double cv = !cc ? 0 : c_rank == 1 ? cc[j] : cc[i * n + j];
+      want[i * n + j] = (float)(0.5 * s + 2.0 * cv);
+    }
+  nn_check_forward(&c, want, 1e-6);
+  nn_check_gradients(&c, EPS, GRAD_TOL);
+  nn_check_free(&c);
+}
+
+static void test_gemm(void **state) {
+  (void)state;
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      for (int cr = 0; cr <= 2; cr++) gemm_case(ta, tb, cr);
+}
+
+static void arith_case(sw_op_type op, int ra, const int64_t *sa, int rb, const int64_t *sb) {
+  nn_check c;
+  nn_check_input in[2] = {{SW_DTYPE_F32, ra, {0}, NULL, false}, {SW_DTYPE_F32, rb, {0}, NULL, false}};
+  memcpy(in[0].shape, sa, sizeof(int64_t) * (size_t)ra);
+  memcpy(in[1].shape, sb, sizeof(int64_t) * (size_t)rb);
+  nn_check_build(&c, op, NULL, in, 2, 3);
+  float *b = sw_graph_data(c.g, c.in[1]);
+  int64_t nb = sw_graph_elements(c.g, c.in[1]);
+  if (op == SW_OP_DIV)
+    for (int64_t i = 0; i < nb; i++) b[i] = b[i] >= 0 ? b[i] + 1.0f : b[i] - 1.0f; /* away from 0 */
+  /* reference with explicit broadcasting over an output of rank 3 */
+  int64_t out[3], ea[3], eb[3];
+  for (int d = 0; d < 3; d++) {
+    ea[d] = d < 3 - ra ? 1 : sa[d - (3 - ra)];
+    eb[d] = d < 3 - rb ? 1 : sb[d - (3 - rb)];
+    out[d] = ea[d] > eb[d] ? ea[d] : eb[d];
+  }
+  const float *a = xdata(&c, 0);
+  float want[256];
+  for (int64_t i = 0; i < out[0]; i++)
+    for (int64_t j = 0; j < out[1]; j++)
+      for (int64_t k = 0; k < out[2]; k++) {
+        float x = a[((i % ea[0]) * ea[1] + (j % ea[1])) * ea[2] + (k % ea[2])];
+        float y = b[((i % eb[0]) * eb[1] + (j % eb[1])) * eb[2] + (k % eb[2])];
+        float r = op == SW_OP_ADD ? x + y : op == SW_OP_SUB ? x - y : op == SW_OP_MUL ? x * y : x / y;
+        want[(i * out[1] + j) * out[2] + k] = r;
+      }
+  nn_check_forward(&c, want, 1e-6);
+  nn_check_gradients(&c, EPS, GRAD_TOL);
+  nn_check_free(&c);
+}
+
+static void test_arith_broadcast(void **state) {
+  (void)state;
+  const int64_t s234[3] = {2, 3, 4}, s4[1] = {4}, s31[2] = {3, 1}, s134[3] = {1, 3, 4}, s1[1] = {1};
+  sw_op_type ops[4] = {SW_OP_ADD, SW_OP_SUB, SW_OP_MUL, SW_OP_DIV};
+  for (int i = 0; i < 4; i++) {
+    arith_case(ops[i], 3, s234, 3, s234);
+    arith_case(ops[i], 3, s234, 1, s4);
+    arith_case(ops[i], 2, s31, 3, s134);
+    arith_case(ops[i], 1, s1, 3, s234);
+  }
+}
+
+static void test_relu(void **state) {
+  (void)state;
+  nn_check c;
+  nn_check_input in[1] = {{SW_DTYPE_F32, 2, {4, 6}, NULL, false}};
+  nn_check_build(&c, SW_OP_RELU, NULL, in, 1, 4);
+  const float *x = xdata(&c, 0);
+  float want[24];
+  for (int i = 0; i < 24; i++) want[i] = x[i] > 0 ? x[i] : 0;
+  nn_check_forward(&c, want, 0);
+  nn_check_gradients(&c, 1e-3, GRAD_TOL);
+  nn_check_free(&c);
+}
+
+static void test_flatten_reshape(void **state) {
+  (void)state;
+  nn_check c;
+  sw_op_attrs at;
+  sw_op_attrs_default(SW_OP_RESHAPE, &at);
+  at.shape_rank = 3;
+  at.shape[0] = 0;
+  at.shape[1] = -1;
+  at.shape[2] = 2;
+  nn_check_input in[1] = {{SW_DTYPE_F32, 3, {2, 3, 4}, NULL, false}};
+  nn_check_build(&c, SW_OP_RESHAPE, &at, in, 1, 5);
+  assert_int_equal(sw_graph_shape(c.g, c.out)[1], 6);
+  nn_check_forward(&c, xdata(&c, 0), 0);
+  nn_check_gradients(&c, EPS, GRAD_TOL);
+  nn_check_free(&c);
+  sw_op_attrs_default(SW_OP_FLATTEN, &at);
+  nn_check_build(&c, SW_OP_FLATTEN, &at, in, 1, 5);
+  assert_int_equal(sw_graph_rank(c.g, c.out), 2);
+  assert_int_equal(sw_graph_shape(c.g, c.out)[1], 12);
+  nn_check_forward(&c, xdata(&c, 0), 0);
+  nn_check_gradients(&c, EPS, GRAD_TOL);
+  nn_check_free(&c);
+}
+
+static void test_softmax_cross_entropy(void **state) {
+  (void)state;
+  int64_t labels[4] = {0, 3, 2, 1};
+  sw_graph *g;
+  sw_node x, y, loss;
+  int64_t xs[2] = {4, 5}, ys[1] = {4};
+  assert_int_equal(sw_graph_new(&g), SW_STATUS_OK);
+  assert_int_equal(sw_graph_param(g, "x", 2, xs, &x), SW_STATUS_OK);
+  assert_int_equal(sw_graph_const(g, "y", SW_DTYPE_I64, 1, ys, labels, &y), SW_STATUS_OK);
+  sw_node in[2] = {x, y};
+  assert_int_equal(sw_graph_op(g, SW_OP_SOFTMAX_CROSS_ENTROPY, in, 2, NULL, "ce", &loss), SW_STATUS_OK);
+  assert_int_equal(sw_graph_alloc(g, 1), SW_STATUS_OK);
+  float *xv = sw_graph_data(g, x);
+  sw_rng r;
+  sw_rng_init(&r, 9, 0);
+  for (int i = 0; i < 20; i++) xv[i] = (float)(4 * sw_rng_uniform(&r) - 2);
+  assert_int_equal(sw_graph_forward(g), SW_STATUS_OK);
+  double want = 0;
+  for (int i = 0; i < 4; i++) {
+    double s = 0;
+    for (int j = 0; j < 5; j++) s += exp(xv[i * 5 + j]);
+    want += log(s) - xv[i * 5 + labels[i]];
+  }
+  want /= 4;
+  assert_float_equal(((float *)sw_graph_data(g, loss))[0], want, 1e-5);
+  assert_int_equal(sw_graph_backward(g, loss), SW_STATUS_OK);
+  const float *gx = sw_graph_grad(g, x);
+  for (int i = 0; i < 20; i++) {
+    float keep = xv[i];
+    xv[i] = keep + 1e-2f;
+    sw_graph_forward(g);
+    double up = ((float *)sw_graph_data(g, loss))[0];
+    xv[i] = keep - 1e-2f;
+    sw_graph_forward(g);
+    double down = ((float *)sw_graph_data(g, loss))[0];
+    xv[i] = keep;
+    assert_float_equal(gx[i], (up - down) / 2e-2, 2e-3);
+  }
+  /* a label outside the classes is an error, not a read out of bounds */
+  labels[0] = 7;
+  ((int64_t *)sw_graph_data(g, y))[0] = 7;
+  assert_int_equal(sw_graph_forward(g), SW_STATUS_INVALID);
+  assert_non_null(strstr(sw_last_error(), "label 7"));
+  sw_graph_free(g);
+}
+
+static void pair_loss_case(sw_op_type op) {
+  sw_graph *g;
+  sw_node x, t, loss;
+  int64_t s[2] = {3, 4};
+  assert_int_equal(sw_graph_new(&g), SW_STATUS_OK);
+  assert_int_equal(sw_graph_param(g, "x", 2, s, &x), SW_STATUS_OK);
+  assert_int_equal(sw_graph_param(g, "t", 2, s, &t), SW_STATUS_OK);
+  sw_node in[2] = {x, t};
+  assert_int_equal(sw_graph_op(g, op, in, 2, NULL, "loss", &loss), SW_STATUS_OK);
+  assert_int_equal(sw_graph_alloc(g, 1), SW_STATUS_OK);
+  float *xv = sw_graph_data(g, x), *tv = sw_graph_data(g, t);
+  sw_rng r;
+  sw_rng_init(&r, 11, 0);
+  for (int i = 0; i < 12; i++) {
+    xv[i] = (float)(6 * sw_rng_uniform(&r) - 3);
+    tv[i] = op == SW_OP_MSE ? (float)sw_rng_uniform(&r) : (float)(sw_rng_uniform(&r) < 0.5);
+  }
+  assert_int_equal(sw_graph_forward(g), SW_STATUS_OK);
+  double want = 0;
+  for (int i = 0; i < 12; i++) {
+    if (op == SW_OP_MSE) want += (xv[i] - tv[i]) * (xv[i] - tv[i]);
+    else want += -(tv[i] * log(1 / (1 + exp(-xv[i]))) + (1 - tv[i]) * log(1 - 1 / (1 + exp(-xv[i]))));
+  }
+  assert_float_equal(((float *)sw_graph_data(g, loss))[0], want / 12, 1e-5);
+  assert_int_equal(sw_graph_backward(g, loss), SW_STATUS_OK);
+  const float *gx = sw_graph_grad(g, x);
+  for (int i = 0; i < 12; i++) {
+    float keep = xv[i];
+    xv[i] = keep + 1e-2f;
+    sw_graph_forward(g);
+    double up = ((float *)sw_graph_data(g, loss))[0];
+    xv[i] = keep - 1e-2f;
+    sw_graph_forward(g);
+    double down = ((float *)sw_graph_data(g, loss))[0];
+    xv[i] = keep;
+    assert_float_equal(gx[i], (up - down) / 2e-2, 2e-3);
+  }
+  sw_graph_free(g);
+}
+
+static void test_bce_and_mse(void **state) {
+  (void)state;
+  pair_loss_case(SW_OP_BCE_WITH_LOGITS);
+  pair_loss_case(SW_OP_MSE);
+}
+
+/* An MLP on a batched input: set_batch changes shapes without allocating. */
+static void test_batched_graph(void **state) {
+  (void)state;
+  sw_graph *g;
+  sw_node x, w, b, h, act, y, lab, loss;
+  int64_t xs[2] = {-1, 6}, ws[2] = {6, 3}, bs[1] = {3}, ls[1] = {-1};
+  assert_int_equal(sw_graph_new(&g), SW_STATUS_OK);
+  assert_int_equal(sw_graph_input(g, "x", SW_DTYPE_F32, 2, xs, &x), SW_STATUS_OK);
+  assert_int_equal(sw_graph_input(g, "label", SW_DTYPE_I64, 1, ls, &lab), SW_STATUS_OK);
+  assert_int_equal(sw_graph_param(g, "w", 2, ws, &w), SW_STATUS_OK);
+  assert_int_equal(sw_graph_param(g, "b", 1, bs, &b), SW_STATUS_OK);
+  sw_node gin[3] = {x, w, b};
+  assert_int_equal(sw_graph_op(g, SW_OP_GEMM, gin, 3, NULL, NULL, &h), SW_STATUS_OK);
+  assert_int_equal(sw_graph_op(g, SW_OP_RELU, &h, 1, NULL, NULL, &act), SW_STATUS_OK);
+  y = act;
+  sw_node lin[2] = {y, lab};
+  assert_int_equal(sw_graph_op(g, SW_OP_SOFTMAX_CROSS_ENTROPY, lin, 2, NULL, "loss", &loss), SW_STATUS_OK);
+  /* errors name the node */
+  sw_node bad[2] = {x, w};
+  sw_node tmp;
+  assert_int_equal(sw_graph_op(g, SW_OP_ADD, bad, 2, NULL, "bad_add", &tmp), SW_STATUS_INVALID);
+  assert_non_null(strstr(sw_last_error(), "bad_add"));
+  assert_int_equal(sw_graph_find(g, "bad_add"), -1);
+  assert_int_equal(sw_graph_alloc(g, 8), SW_STATUS_OK);
+  assert_int_equal(sw_graph_op(g, SW_OP_RELU, &h, 1, NULL, NULL, &tmp), SW_STATUS_INVALID);
+  assert_int_equal(sw_graph_set_batch(g, 9), SW_STATUS_RANGE);
+  assert_int_equal(sw_graph_set_batch(g, 5), SW_STATUS_OK);
+  assert_int_equal(sw_graph_shape(g, h)[0], 5);
+  const sw_node *params;
+  assert_int_equal(sw_graph_params(g, &params), 2);
+  assert_int_equal(params[0], w);
+  float *xv = sw_graph_data(g, x);
+  for (int i = 0; i < 30; i++) xv[i] = (float)(i % 7) / 7.0f;
+  int64_t *lv = sw_graph_data(g, lab);
+  for (int i = 0; i < 5; i++) lv[i] = i % 3;
+  float *wv = sw_graph_data(g, w);
+  for (int i = 0; i < 18; i++) wv[i] = (float)((i * 7) % 5) / 5.0f - 0.4f;
+  long live = sw_alloc_live();
+  assert_int_equal(sw_graph_forward(g), SW_STATUS_OK);
+  assert_int_equal(sw_graph_backward(g, loss), SW_STATUS_OK);
+  assert_int_equal(sw_alloc_live(), live); /* the step allocates nothing */
+  float loss1 = ((float *)sw_graph_data(g, loss))[0];
+  assert_true(isfinite(loss1) && loss1 > 0);
+  sw_graph_free(g);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_matmul),        cmocka_unit_test(test_gemm),
+      cmocka_unit_test(test_arith_broadcast), cmocka_unit_test(test_relu),
+      cmocka_unit_test(test_flatten_reshape), cmocka_unit_test(test_softmax_cross_entropy),
+      cmocka_unit_test(test_bce_and_mse),   cmocka_unit_test(test_batched_graph),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
