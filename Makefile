@@ -37,7 +37,7 @@ test-asan: build-asan
 
 # Long-running checks and full-size benchmarks (not part of `make test`).
 test-long: build
-	@SLIPWAY_BIN=$(CURDIR)/$(BUILD)/slipway SLIPWAY_LONG=1 $(PYTHON) -m pytest tests/integration -q
+	@SLIPWAY_BIN=$(CURDIR)/$(BUILD)/slipway $(PYTHON) -m pytest tests/long -q -s
 
 bench: build
 	@bench/prep_read.sh $(BUILD)

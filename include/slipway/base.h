@@ -216,6 +216,8 @@ sw_status sw_yaml_parse(const char *text, size_t len, const char *name, json_t *
 typedef struct sw_progress sw_progress;
 sw_progress *sw_progress_begin(const char *label, uint64_t total);
 void sw_progress_update(sw_progress *p, uint64_t done);
+/* A short note drawn after the counts from the next update on ("loss 0.31"). */
+void sw_progress_note(sw_progress *p, const char *note);
 void sw_progress_end(sw_progress *p);
 
 /* ---- element types ------------------------------------------------------- */

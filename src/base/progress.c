@@ -8,6 +8,7 @@
 
 struct sw_progress {
   char label[48];
+  char note[96];
   uint64_t total;
   uint64_t done;
   double start;
@@ -33,8 +34,9 @@ static void draw(sw_progress *p) {
   memset(bar + fill, '.', (size_t)(30 - fill));
   bar[30] = '\0';
   double el = sw_now() - p->start;
-  fprintf(stderr, "\r%-20s [%s] %5.1f%% %llu/%llu %.1fs", p->label, bar, frac * 100,
-          (unsigned long long)p->done, (unsigned long long)p->total, el);
+  double eta = frac > 0 ? el / frac - el : 0;
+  fprintf(stderr, "\r%-12s [%s] %5.1f%% %llu/%llu %s %.0fs, ETA %.0fs\033[K", p->label, bar, frac * 100,
+          (unsigned long long)p->done, (unsigned long long)p->total, p->note, el, eta);
   fflush(stderr);
 }
 
@@ -45,6 +47,11 @@ void sw_progress_update(sw_progress *p, uint64_t done) {
   if (now - p->last_draw < 0.1) return;
   p->last_draw = now;
   draw(p);
+}
+
+void sw_progress_note(sw_progress *p, const char *note) {
+  if (!p) return;
+  snprintf(p->note, sizeof p->note, "%s", note);
 }
 
 void sw_progress_end(sw_progress *p) {

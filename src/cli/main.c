@@ -15,6 +15,8 @@ typedef struct {
 
 static const command commands[] = {
     {"prep", sw_cmd_prep, "ingest, validate, quarantine and shard raw data into a dataset"},
+    {"train", sw_cmd_train, "train a model file on a dataset into a run dir"},
+    {"eval", sw_cmd_eval, "metrics of a model on a dataset split, overall and per slice"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,232 @@
+/* The evaluator: a run's model over a dataset split, with the metric math of nn,
+ * overall and per slice of one feature. */
+#include <math.h>
+#include <string.h>
+
+#include "slipway/eval.h"
+#include "slipway/train.h"
+
+typedef struct {
+  char *key;             /* "FEATURE=VALUE", NULL for the whole split */
+  sw_class_metrics cm;   /* classification (binary as two classes) */
+  float *scores;         /* binary: positive-class probabilities, for the AUC */
+  int64_t *labels;
+  size_t n, cap;
+  double se, ae;         /* regression: squared and absolute errors */
+  int64_t count;
+} accumulator;
+
+typedef struct {
+  sw_loss_kind loss;
+  int64_t k;
+  accumulator *acc;
+  size_t n_acc;
+} evaluation;
+
+static sw_status acc_init(accumulator *a, int64_t k, const char *key) {
+  memset(a, 0, sizeof *a);
+  a->cm.k = k;
+  a->cm.confusion = sw_calloc((size_t)(k * k), sizeof *a->cm.confusion);
+  a->key = key ? sw_strdup(key) : NULL;
+  if (!a->cm.confusion || (key && !a->key)) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  return SW_STATUS_OK;
+}
+
+static void acc_free(accumulator *a) {
+  sw_free(a->cm.confusion);
+  sw_free(a->scores);
+  sw_free(a->labels);
+  sw_free(a->key);
+}
+
+static accumulator *slice_acc(evaluation *e, const char *key) {
+  for (size_t i = 1; i < e->n_acc; i++)
+    if (!strcmp(e->acc[i].key, key)) return &e->acc[i];
+  accumulator *v = sw_realloc(e->acc, (e->n_acc + 1) * sizeof *v);
+  if (!v) return NULL;
+  e->acc = v;
+  if (acc_init(&e->acc[e->n_acc], e->k, key)) return NULL;
+  return &e->acc[e->n_acc++];
+}
+
+/* Adds example i of the batch to an accumulator. */
+static sw_status acc_add(evaluation *e, accumulator *a, const float *out, const void *label, size_t i) {
+  a->count++;
+  if (e->loss == SW_LOSS_MSE) {
+    double d = (double)out[i] - (double)((const float *)label)[i];
+    a->se += d * d;
+    a->ae += fabs(d);
+    return SW_STATUS_OK;
+  }
+  if (e->loss == SW_LOSS_SOFTMAX_CE) return sw_metrics_add_classes(&a->cm, out + i * (size_t)e->k, (const int64_t *)label + i, 1);
+  float p = out[i], probs[2] = {1 - p, p};
+  int64_t y = ((const float *)label)[i] > 0.5f;
+  if (a->n == a->cap) {
+    size_t cap = a->cap ? 2 * a->cap : 1024;
+    float *s = sw_realloc(a->scores, cap * sizeof *s);
+    if (s) a->scores = s;
+    int64_t *l = sw_realloc(a->labels, cap * sizeof *l);
+    if (l) a->labels = l;
+    if (!s || !l) return sw_error(SW_STATUS_NOMEM, "out of memory");
+    a->cap = cap;
+  }
+  a->scores[a->n] = p;
+  a->labels[a->n++] = y;
+  return sw_metrics_add_classes(&a->cm, probs, &y, 1);
+}
+
+static json_t *acc_metrics(const evaluation *e, const accumulator *a) {
+  json_t *m = json_object();
+  if (e->loss == SW_LOSS_MSE) {
+    json_object_set_new(m, "rmse", json_real(a->count ? sqrt(a->se / (double)a->count) : NAN));
+    json_object_set_new(m, "mae", json_real(a->count ? a->ae / (double)a->count : NAN));
+    return m;
+  }
+  json_object_set_new(m, "accuracy", json_real(sw_metrics_accuracy(&a->cm)));
+  json_object_set_new(m, "log_loss", json_real(sw_metrics_log_loss(&a->cm)));
+  if (e->loss == SW_LOSS_BCE_WITH_LOGITS) {
+    double auc = sw_metrics_auc(a->scores, a->labels, a->n);
+    if (isfinite(auc)) json_object_set_new(m, "auc", json_real(auc));
+  }
+  return m;
+}
+
+/* The slice key of example i: the feature's value, by its name when it has one. */
+static void slice_key(const sw_dataset *ds, const char *feature, const sw_batch_tensor *t, size_t i, char *buf, size_t n) {
+  const sw_feature_spec *fs = sw_schema_find(sw_dataset_schema(ds), feature);
+  if (t->dtype == SW_DTYPE_F32) {
+    snprintf(buf, n, "%s=%g", feature, ((const float *)t->data)[i]);
+    return;
+  }
+  int64_t v = ((const int64_t *)t->data)[i];
+  if (fs && fs->n_values && v >= 0 && v < (int64_t)fs->n_values) snprintf(buf, n, "%s=%s", feature, fs->values[v]);
+  else if (fs && fs->n_classes && v >= 0 && v < (int64_t)fs->n_classes) snprintf(buf, n, "%s=%s", feature, fs->class_names[v]);
+  else snprintf(buf, n, "%s=%lld", feature, (long long)v);
+}
+
+static sw_status load_run(const char *ref, json_t **run, sw_model_spec **spec) {
+  char *path = sw_path_join(ref, "run.json");
+  if (!path) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  sw_status st = sw_path_is_dir(ref) ? sw_json_load_file(path, run)
+                                     : sw_error(SW_STATUS_NOT_FOUND, "model %s: not a run dir (no such directory)", ref);
+  if (st == SW_STATUS_NOT_FOUND && sw_path_is_dir(ref)) st = sw_error(SW_STATUS_NOT_FOUND, "model %s: not a run dir (no run.json)", ref);
+  sw_free(path);
+  if (st) return st;
+  if (!json_is_string(json_object_get(*run, "params_sha256")))
+    return sw_error(SW_STATUS_FORMAT, "%s/run.json: the run did not finish (no params_sha256)", ref);
+  return sw_model_spec_from_json(json_object_get(*run, "model"), ref, spec);
+}
+
+sw_status sw_eval_run(const sw_eval_options *opt, json_t **result) {
+  *result = NULL;
+  json_t *run = NULL, *res = NULL;
+  sw_model_spec *spec = NULL;
+  sw_dataset *ds = NULL;
+  sw_model *m = NULL;
+  sw_reader *r = NULL;
+  evaluation e = {0};
+  char *weights = NULL;
+  const char *split = opt->split ? opt->split : "test";
+  int64_t batch = opt->batch_size > 0 ? opt->batch_size : 256;
+  sw_status st = load_run(opt->model_ref, &run, &spec);
+  if (!st) st = sw_dataset_open(opt->data_dir, &ds);
+  if (!st) st = sw_model_build(spec, ds, true, &m);
+  if (!st) st = sw_graph_alloc(m->g, batch);
+  if (!st) st = sw_graph_set_threads(m->g, opt->threads);
+  if (st) goto out;
+  sw_graph_set_training(m->g, false);
+  weights = sw_path_join(opt->model_ref, "model.safetensors");
+  st = weights ? sw_model_load(m, weights) : sw_error(SW_STATUS_NOMEM, "out of memory");
+  if (st) goto out;
+  char hex[SW_SHA256_HEX_LEN];
+  st = sw_model_params_sha256(m, hex);
+  if (st) goto out;
+  if (strcmp(hex, json_string_value(json_object_get(run, "params_sha256"))) != 0) {
+    st = sw_error(SW_STATUS_CORRUPT, "%s: the parameters hash to %s, run.json says %s", weights, hex,
+                  json_string_value(json_object_get(run, "params_sha256")));
+    goto out;
+  }
+  sw_reader_options ro = {0};
+  st = sw_reader_open(ds, split, &ro, &r);
+  if (st) goto out;
+  e.loss = spec->loss;
+  e.k = spec->loss == SW_LOSS_SOFTMAX_CE ? m->classes : 2;
+  e.acc = sw_calloc(1, sizeof *e.acc);
+  if (!e.acc) {
+    st = sw_error(SW_STATUS_NOMEM, "out of memory");
+    goto out;
+  }
+  e.n_acc = 1;
+  st = acc_init(&e.acc[0], e.k, NULL);
+  const sw_batch *b;
+  while (!st && (st = sw_reader_next(r, (size_t)batch, &b)) == SW_STATUS_OK) {
+    st = sw_model_feed(m, spec, b);
+    if (!st) st = sw_graph_forward(m->g);
+    if (st) break;
+    const sw_batch_tensor *slice = NULL;
+    if (opt->slice) {
+      slice = sw_batch_find(b, opt->slice);
+      int64_t per = 1;
+      for (int d = 1; slice && d < slice->rank; d++) per *= slice->shape[d];
+      if (!slice || per != 1) {
+        st = sw_error(SW_STATUS_INVALID, "--slice %s: the dataset has no single-valued numeric or categorical feature of that name",
+                      opt->slice);
+        break;
+      }
+    }
+    const float *out = sw_graph_data(m->g, m->output);
+    const void *label = sw_graph_data(m->g, m->label);
+    for (size_t i = 0; i < b->n && !st; i++) {
+      st = acc_add(&e, &e.acc[0], out, label, i);
+      if (slice && !st) {
+        char key[256];
+        slice_key(ds, opt->slice, slice, i, key, sizeof key);
+        accumulator *a = slice_acc(&e, key);
+        st = a ? acc_add(&e, a, out, label, i) : sw_error(SW_STATUS_NOMEM, "out of memory");
+      }
+    }
+  }
+  if (st == SW_STATUS_EOF) st = SW_STATUS_OK;
+  if (st) goto out;
+  res = json_pack("{s:s, s:s, s:s, s:I}", "model", opt->model_ref, "dataset", sw_dataset_sha256(ds), "split", split,
+                  "examples", (json_int_t)e.acc[0].count);
+  json_object_set_new(res, "metrics", acc_metrics(&e, &e.acc[0]));
+  if (e.loss == SW_LOSS_SOFTMAX_CE) {
+    const sw_feature_spec *lf = sw_schema_find(sw_dataset_schema(ds), spec->label);
+    json_t *pc = json_array(), *conf = json_array();
+    for (int64_t c = 0; c < e.k; c++) {
+      char name[32];
+      snprintf(name, sizeof name, "%lld", (long long)c);
+      json_array_append_new(pc, json_pack("{s:s, s:f, s:f, s:I}", "class",
+                                          lf && (int64_t)lf->n_classes > c ? lf->class_names[c] : name, "precision",
+                                          sw_metrics_precision(&e.acc[0].cm, c), "recall",
+                                          sw_metrics_recall(&e.acc[0].cm, c), "support",
+                                          (json_int_t)sw_metrics_support(&e.acc[0].cm, c)));
+      json_t *row = json_array();
+      for (int64_t d = 0; d < e.k; d++) json_array_append_new(row, json_integer(e.acc[0].cm.confusion[c * e.k + d]));
+      json_array_append_new(conf, row);
+    }
+    json_object_set_new(res, "per_class", pc);
+    json_object_set_new(res, "confusion", conf);
+  }
+  if (opt->slice) {
+    json_t *slices = json_object();
+    for (size_t i = 1; i < e.n_acc; i++)
+      json_object_set_new(slices, e.acc[i].key, json_pack("{s:I, s:o}", "examples", (json_int_t)e.acc[i].count,
+                                                          "metrics", acc_metrics(&e, &e.acc[i])));
+    json_object_set_new(res, "slices", slices);
+  }
+  *result = res;
+  res = NULL;
+out:
+  for (size_t i = 0; i < e.n_acc; i++) acc_free(&e.acc[i]);
+  sw_free(e.acc);
+  sw_free(weights);
+  json_decref(res);
+  sw_reader_close(r);
+  sw_model_free(m);
+  sw_dataset_close(ds);
+  sw_model_spec_free(spec);
+  json_decref(run);
+  return st;
+}

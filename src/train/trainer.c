@@ -1,0 +1,349 @@
+/* The training loop: a model file and a dataset in, a run directory out (run.json,
+ * model.yaml, model.safetensors, metrics.jsonl, TensorBoard events). Each step feeds a
+ * batch in the reader's (seed, epoch) order, runs forward and backward, clips, and
+ * updates every parameter with the schedule's learning rate; each epoch ends with the
+ * validation split. Same seed, data and threads: the same bits. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "slipway/train.h"
+
+typedef struct {
+  const sw_train_options *opt;
+  sw_model_spec *spec;
+  sw_dataset *ds;
+  sw_model *model;
+  sw_reader *train, *val;
+  float **m, **v; /* optimizer moments per parameter */
+  size_t n_params;
+  const sw_node *params;
+  FILE *metrics;
+  sw_summary_writer *tb;
+  int64_t step, total_steps, epoch;
+  json_t *last_val;
+} trainer;
+
+static void iso_now(char *buf, size_t n) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static sw_status metrics_line(trainer *t, json_t *line) {
+  char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(9));
+  json_decref(line);
+  if (!text) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  int ok = fprintf(t->metrics, "%s\n", text) > 0 && fflush(t->metrics) == 0;
+  free(text);
+  return ok ? SW_STATUS_OK : sw_error(SW_STATUS_IO, "write metrics.jsonl: %s", strerror(errno));
+}
+
+/* Metrics of a whole split with the current weights (inference mode). */
+static sw_status evaluate_split(trainer *t, sw_reader *r, json_t **out) {
+  sw_model *m = t->model;
+  sw_graph_set_training(m->g, false);
+  int64_t k = t->spec->loss == SW_LOSS_SOFTMAX_CE ? m->classes : 2;
+  sw_class_metrics cm = {.k = k};
+  cm.confusion = sw_calloc((size_t)(k * k), sizeof *cm.confusion);
+  if (!cm.confusion) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  double loss_sum = 0;
+  int64_t n = 0;
+  sw_status st;
+  const sw_batch *b;
+  sw_reader_pos start = {0, 0};
+  sw_reader_seek(r, start);
+  float *probs2 = NULL;
+  while ((st = sw_reader_next(r, (size_t)t->spec->batch_size, &b)) == SW_STATUS_OK) {
+    st = sw_model_feed(m, t->spec, b);
+    if (!st) st = sw_graph_forward(m->g);
+    if (st) break;
+    loss_sum += (double)((float *)sw_graph_data(m->g, m->loss))[0] * (double)b->n;
+    n += (int64_t)b->n;
+    if (t->spec->loss == SW_LOSS_SOFTMAX_CE) {
+      st = sw_metrics_add_classes(&cm, sw_graph_data(m->g, m->output), sw_graph_data(m->g, m->label), (int64_t)b->n);
+    } else if (t->spec->loss == SW_LOSS_BCE_WITH_LOGITS) {
+      /* two-column probabilities and 0/1 labels for accuracy */
+      float *p = sw_graph_data(m->g, m->output), *y = sw_graph_data(m->g, m->label);
+      float *pp = sw_realloc(probs2, b->n * 2 * sizeof *pp);
+      int64_t lab[512];
+      if (!pp) {
+        st = sw_error(SW_STATUS_NOMEM, "out of memory");
+        break;
+      }
+      probs2 = pp;
+      for (size_t i = 0; i < b->n; i += 512) {
+        size_t c = b->n - i < 512 ? b->n - i : 512;
+        for (size_t j = 0; j < c; j++) {
+          pp[2 * j] = 1 - p[i + j];
+          pp[2 * j + 1] = p[i + j];
+          lab[j] = y[i + j] > 0.5f;
+        }
+        st = sw_metrics_add_classes(&cm, pp, lab, (int64_t)c);
+        if (st) break;
+      }
+    }
+    if (st) break;
+  }
+  sw_free(probs2);
+  sw_graph_set_training(m->g, true);
+  if (st == SW_STATUS_EOF) st = SW_STATUS_OK;
+  if (!st) {
+    json_t *o = json_object();
+    json_object_set_new(o, "loss", json_real(n ? loss_sum / (double)n : NAN));
+    if (t->spec->loss != SW_LOSS_MSE) json_object_set_new(o, "accuracy", json_real(sw_metrics_accuracy(&cm)));
+    json_object_set_new(o, "examples", json_integer(n));
+    *out = o;
+  }
+  sw_free(cm.confusion);
+  return st;
+}
+
+/* Validation after a whole epoch (completed) or at the end of a run mid-epoch. */
+static sw_status validate(trainer *t, bool completed) {
+  if (completed) t->epoch++;
+  if (!t->val) return SW_STATUS_OK;
+  json_t *v = NULL;
+  sw_status st = evaluate_split(t, t->val, &v);
+  if (st) return sw_error_prefix(st, "validation: ");
+  double loss = json_real_value(json_object_get(v, "loss"));
+  const json_t *acc = json_object_get(v, "accuracy");
+  sw_summary_scalar(t->tb, t->step, "val/loss", (float)loss);
+  if (acc) sw_summary_scalar(t->tb, t->step, "val/accuracy", (float)json_real_value(acc));
+  json_t *line = json_pack("{s:I, s:I, s:s, s:f}", "step", (json_int_t)t->step, "epoch", (json_int_t)t->epoch, "split",
+                           "val", "loss", loss);
+  if (acc) json_object_set(line, "accuracy", acc);
+  if (sw_log_get_level() <= SW_LOG_INFO)
+    SW_INFO("epoch %lld: val loss %.4f%s%.4f", (long long)t->epoch, loss, acc ? ", accuracy " : "",
+            acc ? json_real_value(acc) : 0.0);
+  json_decref(t->last_val);
+  t->last_val = v;
+  return metrics_line(t, line);
+}
+
+static sw_status copy_file(const char *from, const char *to) {
+  uint8_t *data;
+  size_t len;
+  sw_status st = sw_read_file(from, &data, &len);
+  if (st) return st;
+  st = sw_atomic_write(to, data, len);
+  sw_free(data);
+  return st;
+}
+
+static void trainer_free(trainer *t) {
+  for (size_t i = 0; i < t->n_params; i++) {
+    if (t->m) sw_free(t->m[i]);
+    if (t->v) sw_free(t->v[i]);
+  }
+  sw_free(t->m);
+  sw_free(t->v);
+  if (t->metrics) fclose(t->metrics);
+  sw_summary_close(t->tb);
+  sw_reader_close(t->train);
+  sw_reader_close(t->val);
+  sw_model_free(t->model);
+  sw_dataset_close(t->ds);
+  sw_model_spec_free(t->spec);
+  json_decref(t->last_val);
+}
+
+sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
+  *summary = NULL;
+  trainer t = {.opt = opt};
+  char *path = NULL;
+  json_t *run = NULL;
+  char started[32];
+  iso_now(started, sizeof started);
+  sw_status st = sw_model_spec_load(opt->model_path, &t.spec);
+  if (st) goto out;
+  if (opt->seed >= 0) t.spec->seed = (uint64_t)opt->seed;
+  if (opt->steps > 0) t.spec->steps = opt->steps, t.spec->epochs = 0;
+  if (opt->epochs > 0) t.spec->epochs = opt->epochs, t.spec->steps = 0;
+  st = sw_dataset_open(opt->data_dir, &t.ds);
+  if (st) goto out;
+  if (sw_path_exists(opt->out_dir)) {
+    if (!opt->overwrite) {
+      st = sw_error(SW_STATUS_EXISTS, "%s already exists (use --overwrite to replace it)", opt->out_dir);
+      goto out;
+    }
+    st = sw_remove_tree(opt->out_dir);
+    if (st) goto out;
+  }
+  st = sw_mkdir_p(opt->out_dir);
+  if (st) goto out;
+  st = sw_model_build(t.spec, t.ds, true, &t.model);
+  if (!st) st = sw_graph_alloc(t.model->g, t.spec->batch_size);
+  if (!st) st = sw_graph_set_threads(t.model->g, opt->threads);
+  if (st) goto out;
+  if (t.spec->init_from) {
+    st = sw_model_load(t.model, t.spec->init_from);
+    if (st) goto out;
+  }
+  sw_graph_set_training(t.model->g, true);
+  sw_reader_options ro = {.seed = t.spec->seed, .shuffle = t.spec->shuffle};
+  st = sw_reader_open(t.ds, "train", &ro, &t.train);
+  if (st) goto out;
+  if (sw_dataset_split_examples(t.ds, "val") > 0) {
+    sw_reader_options vo = {.seed = 0, .shuffle = false};
+    st = sw_reader_open(t.ds, "val", &vo, &t.val);
+    if (st) goto out;
+  }
+  int64_t n_train = (int64_t)sw_reader_examples(t.train);
+  if (n_train == 0) {
+    st = sw_error(SW_STATUS_INVALID, "%s: the train split is empty", opt->data_dir);
+    goto out;
+  }
+  int64_t per_epoch = (n_train + t.spec->batch_size - 1) / t.spec->batch_size;
+  t.total_steps = t.spec->steps > 0 ? t.spec->steps : t.spec->epochs * per_epoch;
+  sw_lr_schedule sched = t.spec->schedule;
+  if (sched.kind == SW_LR_COSINE && sched.total_steps <= 0) sched.total_steps = t.total_steps;
+  t.n_params = sw_graph_params(t.model->g, &t.params);
+  t.m = sw_calloc(t.n_params + 1, sizeof *t.m);
+  t.v = sw_calloc(t.n_params + 1, sizeof *t.v);
+  if (!t.m || !t.v) {
+    st = sw_error(SW_STATUS_NOMEM, "out of memory");
+    goto out;
+  }
+  float **grads = sw_calloc(t.n_params + 1, sizeof *grads);
+  size_t *sizes = sw_calloc(t.n_params + 1, sizeof *sizes);
+  if (!grads || !sizes) {
+    sw_free(grads);
+    sw_free(sizes);
+    st = sw_error(SW_STATUS_NOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < t.n_params; i++) {
+    sizes[i] = (size_t)sw_graph_elements(t.model->g, t.params[i]);
+    grads[i] = sw_graph_grad(t.model->g, t.params[i]);
+    t.m[i] = sw_calloc(sizes[i] ? sizes[i] : 1, sizeof(float));
+    t.v[i] = sw_calloc(sizes[i] ? sizes[i] : 1, sizeof(float));
+    if (!t.m[i] || !t.v[i]) {
+      st = sw_error(SW_STATUS_NOMEM, "out of memory");
+      break;
+    }
+  }
+  if (!st) {
+    path = sw_path_join(opt->out_dir, "model.yaml");
+    st = path ? copy_file(opt->model_path, path) : sw_error(SW_STATUS_NOMEM, "out of memory");
+    sw_free(path);
+    path = sw_path_join(opt->out_dir, "metrics.jsonl");
+    if (!st && !(t.metrics = fopen(path, "w"))) st = sw_error(SW_STATUS_IO, "create %s: %s", path, strerror(errno));
+    if (!st) st = sw_summary_open(opt->out_dir, &t.tb);
+  }
+  int64_t log_every = opt->log_every > 0 ? opt->log_every : 50;
+  sw_progress *bar = sw_progress_begin("train", (uint64_t)t.total_steps);
+  double t0 = sw_now(), tlog = t0, loss_acc = 0;
+  int64_t seen = 0, seen_log = 0, correct = 0, steps_log = 0;
+  while (!st && t.step < t.total_steps) {
+    const sw_batch *b;
+    st = sw_reader_next(t.train, (size_t)t.spec->batch_size, &b);
+    if (st == SW_STATUS_EOF) {
+      st = validate(&t, true);
+      continue;
+    }
+    if (st) break;
+    sw_graph *g = t.model->g;
+    st = sw_model_feed(t.model, t.spec, b);
+    sw_graph_set_step(g, t.spec->seed, t.step);
+    if (!st) st = sw_graph_forward(g);
+    if (!st) st = sw_graph_backward(g, t.model->loss);
+    if (st) break;
+    float loss = ((float *)sw_graph_data(g, t.model->loss))[0];
+    if (!isfinite(loss)) {
+      st = sw_error(SW_STATUS_RANGE, "step %lld: the loss is %g (diverged); try a lower lr", (long long)t.step, loss);
+      break;
+    }
+    if (t.spec->clip_norm > 0) sw_clip_global_norm(grads, sizes, t.n_params, t.spec->clip_norm);
+    float lr = sw_lr_at(&sched, t.step);
+    for (size_t i = 0; i < t.n_params; i++)
+      sw_optim_update(&t.spec->optim, lr, t.step + 1, sw_graph_data(g, t.params[i]), grads[i], t.m[i], t.v[i], sizes[i]);
+    if (t.spec->loss == SW_LOSS_SOFTMAX_CE) {
+      const float *p = sw_graph_data(g, t.model->output);
+      const int64_t *y = sw_graph_data(g, t.model->label);
+      int64_t k = t.model->classes;
+      for (size_t i = 0; i < b->n; i++) {
+        int64_t best = 0;
+        for (int64_t c = 1; c < k; c++)
+          if (p[i * k + c] > p[i * k + best]) best = c;
+        correct += best == y[i];
+      }
+    }
+    loss_acc += (double)loss * (double)b->n;
+    seen += (int64_t)b->n;
+    seen_log += (int64_t)b->n;
+    steps_log++;
+    t.step++;
+    if (t.step % log_every == 0 || t.step == t.total_steps) {
+      double now = sw_now();
+      double sps = (double)seen_log / (now - tlog);
+      json_t *line = json_pack("{s:I, s:I, s:s, s:f, s:f, s:f}", "step", (json_int_t)t.step, "epoch",
+                               (json_int_t)t.epoch, "split", "train", "loss", loss_acc / (double)seen_log, "lr",
+                               (double)lr, "samples_per_sec", sps);
+      if (t.spec->loss == SW_LOSS_SOFTMAX_CE)
+        json_object_set_new(line, "accuracy", json_real((double)correct / (double)seen_log));
+      sw_summary_scalar(t.tb, t.step, "train/loss", (float)(loss_acc / (double)seen_log));
+      sw_summary_scalar(t.tb, t.step, "train/lr", lr);
+      sw_summary_scalar(t.tb, t.step, "train/samples_per_sec", (float)sps);
+      char note[96];
+      snprintf(note, sizeof note, "loss %.4f, %.0f samples/s", loss_acc / (double)seen_log, sps);
+      sw_progress_note(bar, note);
+      st = metrics_line(&t, line);
+      loss_acc = 0;
+      seen_log = 0;
+      correct = 0;
+      steps_log = 0;
+      tlog = now;
+    }
+    sw_progress_update(bar, (uint64_t)t.step);
+  }
+  sw_progress_end(bar);
+  sw_free(grads);
+  sw_free(sizes);
+  if (st) goto out;
+  /* a last validation unless the run ended with an epoch's */
+  if (t.val && !t.last_val) st = validate(&t, false);
+  double elapsed = sw_now() - t0;
+  char hex[SW_SHA256_HEX_LEN];
+  if (!st) st = sw_model_params_sha256(t.model, hex);
+  path = sw_path_join(opt->out_dir, "model.safetensors");
+  json_t *meta = json_pack("{s:s, s:s}", "format", "slipway", "params_sha256", hex);
+  if (!st) st = path ? sw_model_save(t.model, path, meta) : sw_error(SW_STATUS_NOMEM, "out of memory");
+  json_decref(meta);
+  sw_free(path);
+  path = NULL;
+  if (st) goto out;
+  char host[256] = "unknown", finished[32];
+  gethostname(host, sizeof host - 1);
+  iso_now(finished, sizeof finished);
+  run = json_pack("{s:s, s:i, s:s, s:s, s:O, s:{s:s, s:s}, s:{s:I, s:I, s:I, s:I, s:i}, s:s, s:s, s:s, s:s,"
+                  " s:I, s:I, s:I, s:f, s:f, s:s}",
+                  "format", "slipway-run", "version", 1, "name", t.spec->name, "model_file", "model.yaml", "model",
+                  t.spec->doc, "dataset", "path", opt->data_dir, "manifest_sha256", sw_dataset_sha256(t.ds),
+                  "hyperparameters", "batch_size", (json_int_t)t.spec->batch_size, "epochs", (json_int_t)t.spec->epochs,
+                  "steps", (json_int_t)t.total_steps, "seed", (json_int_t)t.spec->seed, "threads", opt->threads,
+                  "code_version", "slipway " SW_VERSION, "host", host, "started_at", started, "finished_at", finished,
+                  "steps_done", (json_int_t)t.step, "epochs_done", (json_int_t)t.epoch, "examples_seen",
+                  (json_int_t)seen, "seconds", elapsed, "samples_per_sec", (double)seen / elapsed, "params_sha256", hex);
+  if (!run) {
+    st = sw_error(SW_STATUS_NOMEM, "cannot build run.json");
+    goto out;
+  }
+  if (t.last_val) json_object_set(run, "val", t.last_val);
+  path = sw_path_join(opt->out_dir, "run.json");
+  st = path ? sw_json_write_file(path, run) : sw_error(SW_STATUS_NOMEM, "out of memory");
+  if (!st) st = sw_summary_flush(t.tb);
+  if (!st) {
+    *summary = run;
+    run = NULL;
+  }
+out:
+  sw_free(path);
+  json_decref(run);
+  trainer_free(&t);
+  return st;
+}
