@@ -1,25 +1,26 @@
-/* The thread pool behind sw_threadpool_for: workers that wait for a generation counter
- * to move, claim the ranges of the current loop one by one, and check out when none are
- * left. The data-parallel loops of nn and data call it thousands of times a second, so a
- * call costs a few atomics while the workers are spinning, and a futex wake after they
- * have gone to sleep. Everything is allocated in sw_threadpool_new. */
+/* The thread pool behind sw_threadpool_for: workers wait for a generation counter to
+ * move, then claim the ranges of the current loop one by one alongside the caller. The
+ * data-parallel loops of nn and data call it thousands of times a second, so a call costs
+ * a few atomics while the workers are spinning, and a futex wake after they have gone to
+ * sleep. Everything is allocated in sw_threadpool_new. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "slipway/base.h"
 
-/* Waiting for a shared counter to move goes in three stages: PAUSE_SPINS polls with the
- * CPU's pause hint (back-to-back loops on free cores meet here, in well under a
- * microsecond), then YIELD_SPINS polls with sched_yield between them (so that with more
- * threads than cores the thread we wait for gets the core), then a condition variable,
- * so an idle pool sleeps. The two spins cover some tens of microseconds. With more
- * threads than cores the pause stage is skipped: a spinning thread would only hold the
- * core that the one it waits for needs. */
-#define PAUSE_SPINS 2000
-#define YIELD_SPINS 200
+/* A thread waiting for a shared counter to move polls it for a while before it blocks
+ * on a condition variable: waking a blocked thread costs tens of microseconds (a futex
+ * and the scheduler), more than a whole small loop. It polls with the CPU's pause hint
+ * for SPIN_NS, which covers the gap between the loops of a training step, so those meet
+ * a spinning worker; an idle pool sleeps after that. With more threads than cores it
+ * polls with sched_yield instead, and for less time, since a spinning thread would hold
+ * the core that the thread it waits for needs. */
+#define SPIN_NS 1000000           /* 1 ms */
+#define SPIN_NS_OVERSUBSCRIBED 200000
 #define MAX_THREADS 1024
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,13 +31,16 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* How a loop is handed over. The job fields are plain: the caller writes them before it
- * bumps `generation` (release) and each worker reads them after seeing the bump
- * (acquire); the caller touches them again only once every worker has checked out. */
+/* How a loop is handed over. The job fields are plain: the caller writes them, then
+ * stores `remaining` (release); a thread reads them only after it has claimed a range
+ * by decrementing `remaining` (acquire). The caller rewrites them only once `finished`
+ * says every range is done, so a claimed range always reads its own loop's fields,
+ * however late its worker woke up. Nobody waits for a worker that claimed nothing. */
 struct sw_threadpool {
-  int threads; /* including the caller */
-  int workers; /* threads - 1 */
-  int pause_spins; /* PAUSE_SPINS, or 0 with more threads than cores: then only yield */
+  int threads;         /* including the caller */
+  int workers;         /* threads - 1, started */
+  bool oversubscribed; /* more threads than cores: yield rather than pause */
+  uint64_t spin_ns;    /* how long to poll before blocking */
   pthread_t *tids;
 
   /* the current loop */
@@ -46,27 +50,39 @@ struct sw_threadpool {
   /* Padding keeps the counters that different threads hammer on separate cache lines
    * (padding rather than _Alignas: sw_malloc only promises malloc's alignment). */
   char pad0_[64];
-  atomic_size_t next_part; /* the next range nobody has claimed */
+  atomic_size_t remaining; /* ranges not yet claimed; range parts - remaining is next */
   char pad1_[64];
-  atomic_uint generation; /* bumped once per loop, and to stop */
+  atomic_size_t finished; /* ranges done */
   char pad2_[64];
-  atomic_int checked_out; /* workers done with the current generation */
+  atomic_uint generation; /* bumped once per loop, and to stop: what workers wait on */
   char pad3_[64];
-  atomic_int sleepers;                  /* workers blocked on `wake` */
-  atomic_bool caller_sleeping;          /* the caller blocked on `done` */
-  atomic_bool busy;                     /* a loop is running (nested or concurrent calls) */
-  atomic_bool stop;                     /* set before the last generation bump */
+  atomic_int sleepers;         /* workers blocked on `wake` */
+  atomic_bool caller_sleeping; /* the caller blocked on `done` */
+  atomic_bool busy;            /* a loop is running (nested or concurrent calls) */
+  atomic_bool stop;            /* set before the last generation bump */
 
   pthread_mutex_t mu;
   pthread_cond_t wake; /* workers: a new generation */
-  pthread_cond_t done; /* caller: the last worker checked out */
+  pthread_cond_t done; /* caller: the last range finished */
 };
 
-static inline void spin_pause(const sw_threadpool *tp, int spins) {
-  if (spins < tp->pause_spins)
-    cpu_relax();
-  else
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One poll of a spin-wait; false once the wait has lasted tp->spin_ns. The clock is
+ * read every 64 polls only, and not at all when the wait ends within the first 64. */
+static inline bool keep_spinning(const sw_threadpool *tp, unsigned *polls, uint64_t *deadline) {
+  if (tp->oversubscribed)
     sched_yield();
+  else
+    cpu_relax();
+  if (++*polls % 64 != 0) return true;
+  uint64_t now = now_ns();
+  if (*deadline == 0) *deadline = now + tp->spin_ns;
+  return now < *deadline;
 }
 
 /* Range i of `parts` over [0, n): [n*i/parts, n*(i+1)/parts), in 128 bits so that n*i
@@ -82,14 +98,23 @@ static void run_serial(size_t n, size_t parts, void (*fn)(void *, size_t, size_t
   }
 }
 
-/* Claims and runs ranges of the current loop until none are left. */
-static void run_parts(sw_threadpool *tp) {
-  size_t n = tp->n, parts = tp->parts;
+/* Claims and runs ranges of the current loop until none are left. Returns true when
+ * the caller must be woken: this thread finished the last range while it slept. */
+static bool run_parts(sw_threadpool *tp) {
+  bool wake_caller = false;
+  size_t r = atomic_load_explicit(&tp->remaining, memory_order_acquire);
   for (;;) {
-    size_t i = atomic_fetch_add_explicit(&tp->next_part, 1, memory_order_relaxed);
-    if (i >= parts) return;
+    while (r > 0 && !atomic_compare_exchange_weak_explicit(&tp->remaining, &r, r - 1, memory_order_acquire,
+                                                           memory_order_acquire)) {
+    }
+    if (r == 0) return wake_caller;
+    size_t n = tp->n, parts = tp->parts, i = parts - r;
     size_t b = range_start(n, parts, i), e = range_start(n, parts, i + 1);
     if (b < e) tp->fn(tp->ctx, b, e);
+    /* seq_cst: the handshake with the caller's caller_sleeping (sw_threadpool_for) */
+    if (atomic_fetch_add(&tp->finished, 1) + 1 == parts && atomic_load(&tp->caller_sleeping))
+      wake_caller = true;
+    r = atomic_load_explicit(&tp->remaining, memory_order_acquire);
   }
 }
 
@@ -97,11 +122,10 @@ static void *worker_main(void *arg) {
   sw_threadpool *tp = arg;
   unsigned seen = 0; /* the generation at creation: a loop may start before we run */
   for (;;) {
-    unsigned gen = seen;
-    for (int spins = 0; spins < tp->pause_spins + YIELD_SPINS; spins++) {
-      gen = atomic_load_explicit(&tp->generation, memory_order_acquire);
-      if (gen != seen) break;
-      spin_pause(tp, spins);
+    unsigned gen, polls = 0;
+    uint64_t deadline = 0;
+    while ((gen = atomic_load_explicit(&tp->generation, memory_order_acquire)) == seen &&
+           keep_spinning(tp, &polls, &deadline)) {
     }
     if (gen == seen) {
       /* Dekker with the caller: we publish `sleepers` then re-read `generation`, it
@@ -115,9 +139,7 @@ static void *worker_main(void *arg) {
     }
     seen = gen;
     if (atomic_load_explicit(&tp->stop, memory_order_relaxed)) return NULL; /* after the acquire */
-    run_parts(tp);
-    /* The last one out wakes the caller if it went to sleep (the same handshake). */
-    if (atomic_fetch_add(&tp->checked_out, 1) + 1 == tp->workers && atomic_load(&tp->caller_sleeping)) {
+    if (run_parts(tp)) {
       pthread_mutex_lock(&tp->mu);
       pthread_cond_signal(&tp->done);
       pthread_mutex_unlock(&tp->mu);
@@ -137,10 +159,11 @@ sw_status sw_threadpool_new(int threads, sw_threadpool **out) {
   tp->workers = 0;
   cpu_set_t cpus;
   int cores = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
-  tp->pause_spins = threads <= cores ? PAUSE_SPINS : 0;
-  atomic_init(&tp->next_part, 0);
+  tp->oversubscribed = threads > cores;
+  tp->spin_ns = tp->oversubscribed ? SPIN_NS_OVERSUBSCRIBED : SPIN_NS;
+  atomic_init(&tp->remaining, 0);
+  atomic_init(&tp->finished, 0);
   atomic_init(&tp->generation, 0);
-  atomic_init(&tp->checked_out, 0);
   atomic_init(&tp->sleepers, 0);
   atomic_init(&tp->caller_sleeping, false);
   atomic_init(&tp->busy, false);
@@ -210,25 +233,26 @@ void sw_threadpool_for(sw_threadpool *tp, size_t n, size_t parts,
   tp->ctx = ctx;
   tp->n = n;
   tp->parts = parts;
-  atomic_store_explicit(&tp->next_part, 0, memory_order_relaxed);
-  atomic_store_explicit(&tp->checked_out, 0, memory_order_relaxed);
-  atomic_fetch_add(&tp->generation, 1); /* seq_cst: publishes the job, then... */
+  atomic_store_explicit(&tp->finished, 0, memory_order_relaxed);
+  atomic_store_explicit(&tp->remaining, parts, memory_order_release); /* publishes the job */
+  atomic_fetch_add(&tp->generation, 1); /* seq_cst: wakes the spinners, then... */
   if (atomic_load(&tp->sleepers) > 0) { /* ...reads sleepers (see worker_main) */
     pthread_mutex_lock(&tp->mu);
     pthread_cond_broadcast(&tp->wake);
     pthread_mutex_unlock(&tp->mu);
   }
 
-  run_parts(tp);
+  run_parts(tp); /* the caller finishing the last range has nobody to wake */
 
-  for (int spins = 0; spins < tp->pause_spins + YIELD_SPINS; spins++) {
-    if (atomic_load_explicit(&tp->checked_out, memory_order_acquire) == tp->workers) break;
-    spin_pause(tp, spins);
+  unsigned polls = 0;
+  uint64_t deadline = 0;
+  while (atomic_load_explicit(&tp->finished, memory_order_acquire) != parts &&
+         keep_spinning(tp, &polls, &deadline)) {
   }
-  if (atomic_load(&tp->checked_out) != tp->workers) {
+  if (atomic_load(&tp->finished) != parts) {
     pthread_mutex_lock(&tp->mu);
     atomic_store(&tp->caller_sleeping, true);
-    while (atomic_load(&tp->checked_out) != tp->workers) pthread_cond_wait(&tp->done, &tp->mu);
+    while (atomic_load(&tp->finished) != parts) pthread_cond_wait(&tp->done, &tp->mu);
     atomic_store(&tp->caller_sleeping, false);
     pthread_mutex_unlock(&tp->mu);
   }

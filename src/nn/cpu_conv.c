@@ -258,10 +258,48 @@ typedef struct {
 
 /* Items are (image, channel) planes; each writes only its own plane of Y (forward) or
  * dX (backward), so the split cannot change the result. */
+/* The CNN's case: 2x2 windows, stride 2, no padding or dilation. */
+static void max_pool_2x2(const pool_job *jb, size_t begin, size_t end) {
+  const geom *q = jb->q;
+  int64_t p = q->ho * q->wo;
+  for (size_t pl = begin; pl < end; pl++) {
+    const float *x = jb->x + (int64_t)pl * q->h * q->w;
+    float *y = jb->y + (int64_t)pl * p;
+    int64_t *arg = jb->argmax + (int64_t)pl * p;
+    for (int64_t oy = 0; oy < q->ho; oy++) {
+      const float *r0 = x + 2 * oy * q->w, *r1 = r0 + q->w;
+      for (int64_t ox = 0; ox < q->wo; ox++) {
+        int64_t at = 2 * oy * q->w + 2 * ox;
+        float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+        float best = a;
+        if (isnan(a) || isnan(b) || isnan(c) || isnan(d)) { /* rare: NaN wins as in window order */
+          int64_t cand[3] = {at + 1, at + q->w, at + q->w + 1};
+          float vals[3] = {b, c, d};
+          for (int k = 0; k < 3; k++)
+            if (vals[k] > best || (isnan(vals[k]) && !isnan(best))) best = vals[k], at = cand[k];
+        } else { /* branch-free: the first maximum in window order */
+          int64_t off = 0;
+          off = b > best ? 1 : off, best = b > best ? b : best;
+          off = c > best ? q->w : off, best = c > best ? c : best;
+          off = d > best ? q->w + 1 : off, best = d > best ? d : best;
+          at += off;
+        }
+        y[oy * q->wo + ox] = best;
+        arg[oy * q->wo + ox] = at;
+      }
+    }
+  }
+}
+
 static void max_pool_range(void *ctx, size_t begin, size_t end) {
   const pool_job *jb = ctx;
   const geom *q = jb->q;
   int64_t p = q->ho * q->wo;
+  if (q->kh == 2 && q->kw == 2 && q->sh == 2 && q->sw == 2 && q->dh == 1 && q->dw == 1 && !q->pt && !q->pl &&
+      q->ho * 2 <= q->h && q->wo * 2 <= q->w) {
+    max_pool_2x2(jb, begin, end);
+    return;
+  }
   for (size_t pl = begin; pl < end; pl++) {
     const float *x = jb->x + (int64_t)pl * q->h * q->w;
     float *y = jb->y + (int64_t)pl * p;

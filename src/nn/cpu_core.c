@@ -138,6 +138,16 @@ static sw_status arith_forward(sw_graph *g, sw__node *node, arith op) {
     for (int64_t i = 0; i < total; i++) y[i] = apply(op, x0[i], x1[i]);
     return SW_STATUS_OK;
   }
+  if (elems(a) == total && elems(b) == 1) { /* by a scalar: the input transform */
+    const float k = x1[0];
+    switch (op) {
+      case ARITH_ADD: for (int64_t i = 0; i < total; i++) y[i] = x0[i] + k; break;
+      case ARITH_SUB: for (int64_t i = 0; i < total; i++) y[i] = x0[i] - k; break;
+      case ARITH_MUL: for (int64_t i = 0; i < total; i++) y[i] = x0[i] * k; break;
+      default: for (int64_t i = 0; i < total; i++) y[i] = x0[i] / k; break;
+    }
+    return SW_STATUS_OK;
+  }
   int r = node->rank;
   int64_t sa[SW_NN_MAX_RANK], sb[SW_NN_MAX_RANK], idx[SW_NN_MAX_RANK] = {0}, oa = 0, ob = 0;
   broadcast_strides(a, r, node->shape, sa);
@@ -160,6 +170,7 @@ static sw_status arith_forward(sw_graph *g, sw__node *node, arith op) {
 /* dA += dY * d(op)/dA and dB += dY * d(op)/dB, each summed over its broadcast dims. */
 static sw_status arith_backward(sw_graph *g, sw__node *node, arith op) {
   sw__node *a = IN(0), *b = IN(1);
+  if (!a->grad && !b->grad) return SW_STATUS_OK;
   const float *dy = node->grad, *x0 = F32(a), *x1 = F32(b);
   int r = node->rank;
   int64_t sa[SW_NN_MAX_RANK], sb[SW_NN_MAX_RANK], idx[SW_NN_MAX_RANK] = {0}, oa = 0, ob = 0;
@@ -202,8 +213,8 @@ sw_status sw__cpu_bwd_DIV(sw_graph *g, sw__node *node) { return arith_backward(g
 /* ---- Relu ----------------------------------------------------------------------------- */
 
 sw_status sw__cpu_fwd_RELU(sw_graph *g, sw__node *node) {
-  const float *x = F32(IN(0));
-  float *y = F32(node);
+  const float *restrict x = F32(IN(0));
+  float *restrict y = F32(node);
   int64_t n = elems(node);
   for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
   return SW_STATUS_OK;
@@ -212,9 +223,10 @@ sw_status sw__cpu_fwd_RELU(sw_graph *g, sw__node *node) {
 sw_status sw__cpu_bwd_RELU(sw_graph *g, sw__node *node) {
   sw__node *x = IN(0);
   if (!x->grad) return SW_STATUS_OK;
-  const float *xv = F32(x), *dy = node->grad;
+  const float *restrict xv = F32(x), *restrict dy = node->grad;
+  float *restrict dx = x->grad;
   int64_t n = elems(node);
-  for (int64_t i = 0; i < n; i++) x->grad[i] += xv[i] > 0.0f ? dy[i] : 0.0f;
+  for (int64_t i = 0; i < n; i++) dx[i] += xv[i] > 0.0f ? dy[i] : 0.0f;
   return SW_STATUS_OK;
 }
 

@@ -447,7 +447,7 @@ static sw_status parse(sw_safetensors *st, size_t at, size_t file_len) {
   size_t copies = 0;
   for (size_t i = 0; i < st->count; i++) {
     const span *s = &spans[i];
-    if (s->begin % sw_dtype_size(st->tensors[s->tensor].dtype) != 0) copies += (s->end - s->begin + 7) / 8 * 8;
+    if (s->end > s->begin && s->begin % sw_dtype_size(st->tensors[s->tensor].dtype) != 0) copies += (s->end - s->begin + 7) / 8 * 8;
   }
   if (copies > 0) {
     st->realigned = sw_malloc(copies);
@@ -460,7 +460,7 @@ static sw_status parse(sw_safetensors *st, size_t at, size_t file_len) {
   for (size_t i = 0; i < st->count; i++) {
     const span *s = &spans[i];
     sw_named_tensor *t = &st->tensors[s->tensor];
-    if (s->begin % sw_dtype_size(t->dtype) == 0) {
+    if (s->end == s->begin || s->begin % sw_dtype_size(t->dtype) == 0) {
       t->data = data + s->begin;
     } else {
       memcpy(st->realigned + copied, data + s->begin, s->end - s->begin);

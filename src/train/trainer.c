@@ -116,7 +116,7 @@ static sw_status validate(trainer *t, bool completed) {
   if (acc) sw_summary_scalar(t->tb, t->step, "val/accuracy", (float)json_real_value(acc));
   json_t *line = json_pack("{s:I, s:I, s:s, s:f}", "step", (json_int_t)t->step, "epoch", (json_int_t)t->epoch, "split",
                            "val", "loss", loss);
-  if (acc) json_object_set(line, "accuracy", acc);
+  if (acc) json_object_set_new(line, "accuracy", json_real(json_real_value(acc)));
   if (sw_log_get_level() <= SW_LOG_INFO)
     SW_INFO("epoch %lld: val loss %.4f%s%.4f", (long long)t->epoch, loss, acc ? ", accuracy " : "",
             acc ? json_real_value(acc) : 0.0);

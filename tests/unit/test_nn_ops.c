@@ -293,14 +293,14 @@ static void test_dropout_mask(void **state) {
   float bad_ratios[2] = {1.0f, 1.5f};
   for (int i = 0; i < 2; i++) {
     sw_graph *g;
-    sw_node x, y;
+    sw_node x, dropped;
     int64_t shape[1] = {4};
     sw_op_attrs at;
     sw_op_attrs_default(SW_OP_DROPOUT, &at);
     at.ratio = bad_ratios[i];
     assert_int_equal(sw_graph_new(&g), SW_STATUS_OK);
     assert_int_equal(sw_graph_param(g, "x", 1, shape, &x), SW_STATUS_OK);
-    assert_int_equal(sw_graph_op(g, SW_OP_DROPOUT, &x, 1, &at, "d", &y), SW_STATUS_INVALID);
+    assert_int_equal(sw_graph_op(g, SW_OP_DROPOUT, &x, 1, &at, "d", &dropped), SW_STATUS_INVALID);
     assert_non_null(strstr(sw_last_error(), "ratio"));
     sw_graph_free(g);
   }
