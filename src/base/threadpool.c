@@ -19,7 +19,7 @@
  * a spinning worker; an idle pool sleeps after that. With more threads than cores it
  * polls with sched_yield instead, and for less time, since a spinning thread would hold
  * the core that the thread it waits for needs. */
-#define SPIN_NS 1000000           /* 1 ms */
+#define SPIN_NS 1000000 /* 1 ms */
 #define SPIN_NS_OVERSUBSCRIBED 200000
 #define MAX_THREADS 1024
 
@@ -150,8 +150,7 @@ static void *worker_main(void *arg) {
 sw_status sw_threadpool_new(int threads, sw_threadpool **out) {
   *out = NULL;
   if (threads > MAX_THREADS)
-    return sw_error(SW_STATUS_INVALID, "a thread pool of %d threads (at most %d)", threads,
-                    MAX_THREADS);
+    return sw_error(SW_STATUS_INVALID, "a thread pool of %d threads (at most %d)", threads, MAX_THREADS);
   if (threads < 1) threads = 1;
   sw_threadpool *tp = sw_calloc(1, sizeof *tp);
   if (!tp) return sw_error(SW_STATUS_NOMEM, "out of memory");
@@ -184,8 +183,8 @@ sw_status sw_threadpool_new(int threads, sw_threadpool **out) {
     int rc = pthread_create(&tp->tids[i], NULL, worker_main, tp);
     if (rc != 0) {
       sw_threadpool_free(tp); /* joins the tp->workers already started */
-      return sw_error(rc == EAGAIN ? SW_STATUS_NOMEM : SW_STATUS_IO,
-                      "starting thread %d of a pool of %d: %s", i + 2, threads, strerror(rc));
+      return sw_error(rc == EAGAIN ? SW_STATUS_NOMEM : SW_STATUS_IO, "starting thread %d of a pool of %d: %s",
+                      i + 2, threads, strerror(rc));
     }
     tp->workers = i + 1;
   }

@@ -14,7 +14,8 @@
  *                     [BEGIN, END) counted from 8+N. The tensors tile it exactly:
  *                     sorted by offsets, each begins where the previous one ended,
  *                     the first at 0 and the last at D (no holes, no overlap), and
- *                     END - BEGIN = product(shape) * element size (1 for rank 0).
+ *                     END - BEGIN = product(shape) * element size (a rank-0
+ *                     tensor, a scalar, has one element).
  *
  * We write the header with the names sorted (byte order), "__metadata__" first and its
  * keys sorted, each entry as dtype, shape, data_offsets (the order Hugging Face's
@@ -37,12 +38,12 @@
 #define META_KEY "__metadata__"
 
 struct sw_safetensors {
-  uint8_t *file;            /* the whole file; the data section starts 8-aligned */
+  uint8_t *file; /* the whole file; the data section starts 8-aligned */
   size_t count;
   sw_named_tensor *tensors; /* sorted by name; names point into `header` */
   json_t *header;
-  const json_t *metadata;   /* inside header, or NULL */
-  uint8_t *realigned;       /* copies of tensors whose offset breaks their alignment */
+  const json_t *metadata; /* inside header, or NULL */
+  uint8_t *realigned;     /* copies of tensors whose offset breaks their alignment */
 };
 
 static const char *st_dtype_name(sw_dtype t) {
@@ -56,9 +57,9 @@ static const char *st_dtype_name(sw_dtype t) {
 
 /* The other dtypes of the format: a file may hold them, we cannot (UNSUPPORTED rather
  * than FORMAT). */
-static const char *const other_dtypes[] = {
-    "BOOL", "I8",  "I16", "U16", "F16",  "BF16",     "I32",     "U32",     "F64",    "U64",
-    "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64", NULL};
+static const char *const other_dtypes[] = {"BOOL",    "I8",  "I16",     "U16",     "F16",     "BF16",
+                                           "I32",     "U32", "F64",     "U64",     "F8_E5M2", "F8_E4M3",
+                                           "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2", "C64",     NULL};
 
 static void put_le64(uint8_t *p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -112,8 +113,7 @@ static sw_status check_tensor(const sw_named_tensor *t, uint64_t *bytes) {
   if (t->dtype != SW_DTYPE_F32 && t->dtype != SW_DTYPE_I64 && t->dtype != SW_DTYPE_U8)
     return sw_error(SW_STATUS_INVALID, "tensor '%s': unknown dtype %d", t->name, (int)t->dtype);
   if (t->rank < 0 || t->rank > SW_NN_MAX_RANK)
-    return sw_error(SW_STATUS_INVALID, "tensor '%s': rank %d (0 to %d)", t->name, t->rank,
-                    SW_NN_MAX_RANK);
+    return sw_error(SW_STATUS_INVALID, "tensor '%s': rank %d (0 to %d)", t->name, t->rank, SW_NN_MAX_RANK);
   for (int d = 0; d < t->rank; d++)
     if (t->shape[d] < 0)
       return sw_error(SW_STATUS_INVALID, "tensor '%s': dimension %d is %lld", t->name, d,
@@ -172,8 +172,7 @@ static json_t *header_entry(const placed *p) {
   ok = ok && json_array_append_new(offsets, json_integer((json_int_t)p->begin)) == 0 &&
        json_array_append_new(offsets, json_integer((json_int_t)(p->begin + p->bytes))) == 0 &&
        json_object_set_new(entry, "dtype", json_string(st_dtype_name(p->t->dtype))) == 0 &&
-       json_object_set(entry, "shape", shape) == 0 &&
-       json_object_set(entry, "data_offsets", offsets) == 0;
+       json_object_set(entry, "shape", shape) == 0 && json_object_set(entry, "data_offsets", offsets) == 0;
   json_decref(shape);
   json_decref(offsets);
   if (ok) return entry;
@@ -309,7 +308,9 @@ static sw_status read_entry(const char *key, const json_t *v, uint64_t data_len,
                *offsets = json_object_get(v, "data_offsets");
   if (!dtype || !shape || !offsets)
     return sw_error(SW_STATUS_FORMAT, "tensor '%s': no %s", key,
-                    !dtype ? "dtype" : !shape ? "shape" : "data_offsets");
+                    !dtype   ? "dtype"
+                    : !shape ? "shape"
+                             : "data_offsets");
   const char *dt = json_string_value(dtype);
   if (!dt) return sw_error(SW_STATUS_FORMAT, "tensor '%s': dtype is not a string", key);
   if (!strcmp(dt, "F32")) {
@@ -338,8 +339,8 @@ static sw_status read_entry(const char *key, const json_t *v, uint64_t data_len,
   uint64_t bytes;
   if (!tensor_bytes(t->dtype, t->rank, t->shape, &bytes))
     return sw_error(SW_STATUS_FORMAT, "tensor '%s': the size of its shape overflows", key);
-  if (!json_is_array(offsets) || json_array_size(offsets) != 2 ||
-      natural(json_array_get(offsets, 0)) < 0 || natural(json_array_get(offsets, 1)) < 0)
+  if (!json_is_array(offsets) || json_array_size(offsets) != 2 || natural(json_array_get(offsets, 0)) < 0 ||
+      natural(json_array_get(offsets, 1)) < 0)
     return sw_error(SW_STATUS_FORMAT, "tensor '%s': data_offsets is not [begin, end]", key);
   sp->begin = (uint64_t)natural(json_array_get(offsets, 0));
   sp->end = (uint64_t)natural(json_array_get(offsets, 1));
@@ -352,9 +353,9 @@ static sw_status read_entry(const char *key, const json_t *v, uint64_t data_len,
                     key, dt, (unsigned long long)bytes, (unsigned long long)sp->begin,
                     (unsigned long long)sp->end, (unsigned long long)(sp->end - sp->begin));
   if (sp->end > data_len)
-    return sw_error(SW_STATUS_TRUNCATED, "tensor '%s': data_offsets [%llu, %llu] reach past the %llu bytes of data",
-                    key, (unsigned long long)sp->begin, (unsigned long long)sp->end,
-                    (unsigned long long)data_len);
+    return sw_error(SW_STATUS_TRUNCATED,
+                    "tensor '%s': data_offsets [%llu, %llu] reach past the %llu bytes of data", key,
+                    (unsigned long long)sp->begin, (unsigned long long)sp->end, (unsigned long long)data_len);
   return SW_STATUS_OK;
 }
 
@@ -376,8 +377,7 @@ static sw_status parse(sw_safetensors *st, size_t at, size_t file_len) {
   if (n == 0 || file[8] != '{') return sw_error(SW_STATUS_FORMAT, "the header does not start with '{'");
   json_error_t err;
   st->header = json_loadb((const char *)file + 8, (size_t)n, JSON_REJECT_DUPLICATES, &err);
-  if (!st->header)
-    return sw_error(SW_STATUS_FORMAT, "header JSON, byte %d: %s", err.position, err.text);
+  if (!st->header) return sw_error(SW_STATUS_FORMAT, "header JSON, byte %d: %s", err.position, err.text);
   if (!json_is_object(st->header)) return sw_error(SW_STATUS_FORMAT, "the header is not a JSON object");
 
   const uint8_t *data = file + 8 + n;
@@ -447,7 +447,8 @@ static sw_status parse(sw_safetensors *st, size_t at, size_t file_len) {
   size_t copies = 0;
   for (size_t i = 0; i < st->count; i++) {
     const span *s = &spans[i];
-    if (s->end > s->begin && s->begin % sw_dtype_size(st->tensors[s->tensor].dtype) != 0) copies += (s->end - s->begin + 7) / 8 * 8;
+    if (s->end > s->begin && s->begin % sw_dtype_size(st->tensors[s->tensor].dtype) != 0)
+      copies += (s->end - s->begin + 7) / 8 * 8;
   }
   if (copies > 0) {
     st->realigned = sw_malloc(copies);
@@ -508,7 +509,8 @@ sw_status sw_safetensors_open(const char *path, sw_safetensors **out) {
   sw_safetensors *st = NULL;
   FILE *f = fopen(path, "rb");
   if (!f)
-    return sw_error(errno == ENOENT ? SW_STATUS_NOT_FOUND : SW_STATUS_IO, "open %s: %s", path, strerror(errno));
+    return sw_error(errno == ENOENT ? SW_STATUS_NOT_FOUND : SW_STATUS_IO, "open %s: %s", path,
+                    strerror(errno));
   struct stat sb;
   if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
     rc = sw_error(SW_STATUS_IO, "%s: not a regular file", path);

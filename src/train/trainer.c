@@ -233,6 +233,8 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
     sw_free(path);
     path = sw_path_join(opt->out_dir, "metrics.jsonl");
     if (!st && !(t.metrics = fopen(path, "w"))) st = sw_error(SW_STATUS_IO, "create %s: %s", path, strerror(errno));
+    sw_free(path);
+    path = NULL;
     if (!st) st = sw_summary_open(opt->out_dir, &t.tb);
   }
   int64_t log_every = opt->log_every > 0 ? opt->log_every : 50;
