@@ -95,10 +95,13 @@ static const char known_header[] =
 /* The known tensors, in a deliberately unsorted order. */
 static size_t known_tensors(sw_named_tensor *t) {
   memset(t, 0, 5 * sizeof *t);
-  t[0] = (sw_named_tensor){.name = "weight", .dtype = SW_DTYPE_F32, .rank = 2, .shape = {2, 3}, .data = known_weight};
-  t[1] = (sw_named_tensor){.name = "labels", .dtype = SW_DTYPE_U8, .rank = 1, .shape = {5}, .data = known_labels};
+  t[0] = (sw_named_tensor){
+      .name = "weight", .dtype = SW_DTYPE_F32, .rank = 2, .shape = {2, 3}, .data = known_weight};
+  t[1] = (sw_named_tensor){
+      .name = "labels", .dtype = SW_DTYPE_U8, .rank = 1, .shape = {5}, .data = known_labels};
   t[2] = (sw_named_tensor){.name = "step", .dtype = SW_DTYPE_I64, .rank = 0, .data = &known_step};
-  t[3] = (sw_named_tensor){.name = "bias", .dtype = SW_DTYPE_F32, .rank = 1, .shape = {3}, .data = known_bias};
+  t[3] =
+      (sw_named_tensor){.name = "bias", .dtype = SW_DTYPE_F32, .rank = 1, .shape = {3}, .data = known_bias};
   t[4] = (sw_named_tensor){.name = "empty", .dtype = SW_DTYPE_F32, .rank = 2, .shape = {0, 4}, .data = NULL};
   return 5;
 }
@@ -454,9 +457,10 @@ static void test_rejects_bad_json(void **state) {
   expect_refused("{} {}", 0, SW_STATUS_FORMAT, "header JSON");
   expect_refused("{\"a\": {\"dtype\": \"U8\"", 0, SW_STATUS_FORMAT, "header JSON");
   expect_refused("{\"\xff\": 1}", 0, SW_STATUS_FORMAT, "header JSON"); /* not UTF-8 */
-  expect_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-                 "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
-                 2, SW_STATUS_FORMAT, "duplicate");
+  expect_refused(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+      "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
+      2, SW_STATUS_FORMAT, "duplicate");
   expect_accepted("{}", 0, 0);
   expect_accepted("{}      ", 0, 0);
   expect_accepted("{\"__metadata__\":{}}", 0, 0);
@@ -468,15 +472,18 @@ static void test_rejects_bad_entries(void **state) {
   expect_refused("{\"w\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT, "'w': no shape");
   expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, SW_STATUS_FORMAT, "'w': no data_offsets");
   expect_refused("{\"w\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT, "'w'");
-  expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":{},\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT, "'w'");
+  expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":{},\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT,
+                 "'w'");
   expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT,
                  "'w': dimension 0");
-  expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT, "'w'");
+  expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT,
+                 "'w'");
   expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT,
                  "'w'");
-  expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4611686018427387904],"
-                 "\"data_offsets\":[0,0]}}",
-                 0, SW_STATUS_FORMAT, "'w': the size of its shape overflows");
+  expect_refused(
+      "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4611686018427387904],"
+      "\"data_offsets\":[0,0]}}",
+      0, SW_STATUS_FORMAT, "'w': the size of its shape overflows");
   expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 4,
                  SW_STATUS_FORMAT, NULL); /* beyond int64: jansson refuses it */
   expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
@@ -496,8 +503,8 @@ static void test_rejects_bad_entries(void **state) {
 static void test_rejects_bad_dtype(void **state) {
   expect_refused("{\"h\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, SW_STATUS_UNSUPPORTED,
                  "'h': dtype F16");
-  expect_refused("{\"h\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, SW_STATUS_UNSUPPORTED,
-                 "BF16");
+  expect_refused("{\"h\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
+                 SW_STATUS_UNSUPPORTED, "BF16");
   expect_refused("{\"h\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, SW_STATUS_UNSUPPORTED,
                  "F64");
   expect_refused("{\"h\":{\"dtype\":\"float32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT,
@@ -509,39 +516,46 @@ static void test_rejects_bad_dtype(void **state) {
 static void test_rejects_size_mismatch(void **state) {
   expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT,
                  "'w': shape and dtype F32 make 8 bytes but data_offsets [0, 4] hold 4");
-  expect_refused("{\"w\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT, "'w'");
-  expect_refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,1]}}", 1, SW_STATUS_FORMAT, "'w'");
+  expect_refused("{\"w\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,4]}}", 4, SW_STATUS_FORMAT,
+                 "'w'");
+  expect_refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,1]}}", 1, SW_STATUS_FORMAT,
+                 "'w'");
   /* the sizes agree but the data is not there */
   expect_refused("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4, SW_STATUS_TRUNCATED,
                  "'w': data_offsets [0, 8] reach past the 4 bytes");
 }
 
 static void test_rejects_overlaps_and_holes(void **state) {
-  expect_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-                 "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}",
-                 6, SW_STATUS_FORMAT, "'b' [2, 6) overlaps tensor 'a' [0, 4)");
-  expect_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-                 "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}",
-                 4, SW_STATUS_FORMAT, "overlaps");
+  expect_refused(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}",
+      6, SW_STATUS_FORMAT, "'b' [2, 6) overlaps tensor 'a' [0, 4)");
+  expect_refused(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}",
+      4, SW_STATUS_FORMAT, "overlaps");
   /* an empty tensor inside another one */
-  expect_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-                 "\"e\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[2,2]}}",
-                 4, SW_STATUS_FORMAT, "'e' [2, 2) overlaps tensor 'a'");
-  expect_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
-                 "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[4,6]}}",
-                 6, SW_STATUS_FORMAT, "bytes [2, 4) of the data belong to no tensor (the next is 'b')");
+  expect_refused(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+      "\"e\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[2,2]}}",
+      4, SW_STATUS_FORMAT, "'e' [2, 2) overlaps tensor 'a'");
+  expect_refused(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[4,6]}}",
+      6, SW_STATUS_FORMAT, "bytes [2, 4) of the data belong to no tensor (the next is 'b')");
   expect_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[2,4]}}", 4, SW_STATUS_FORMAT,
                  "bytes [0, 2)");
   expect_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 3, SW_STATUS_FORMAT,
                  "3 bytes of data, but the tensors cover only 2");
   expect_refused("{}", 1, SW_STATUS_FORMAT, "cover only 0");
   /* empty tensors at the ends and between others are fine, in any header order */
-  expect_accepted("{\"z\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[2,2]},"
-                  "\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]},"
-                  "\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]},"
-                  "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-                  "\"m\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[1,1]}}",
-                  2, 5);
+  expect_accepted(
+      "{\"z\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[2,2]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]},"
+      "\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]},"
+      "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+      "\"m\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[1,1]}}",
+      2, 5);
 }
 
 /* Files from other writers: unpadded headers, unknown fields, tensors that break their
@@ -569,10 +583,11 @@ static void test_foreign_layouts(void **state) {
   data[0] = 9;
   memcpy(data + 1, &fv, 4);
   memcpy(data + 5, &iv, 8);
-  f = make_file("{\"u\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-                "\"f\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[1,5]},"
-                "\"i\":{\"dtype\":\"I64\",\"shape\":[1,1],\"data_offsets\":[5,13]}}",
-                data, sizeof data, &len);
+  f = make_file(
+      "{\"u\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+      "\"f\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[1,5]},"
+      "\"i\":{\"dtype\":\"I64\",\"shape\":[1,1],\"data_offsets\":[5,13]}}",
+      data, sizeof data, &len);
   long live = sw_alloc_live();
   assert_int_equal(sw_safetensors_parse(f, len, &st), SW_STATUS_OK);
   const sw_named_tensor *tf = sw_safetensors_find(st, "f"), *ti = sw_safetensors_find(st, "i");
