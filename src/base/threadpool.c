@@ -19,7 +19,8 @@
  * a spinning worker; an idle pool sleeps after that. With more threads than cores it
  * polls with sched_yield instead, and for less time, since a spinning thread would hold
  * the core that the thread it waits for needs. */
-#define SPIN_NS 1000000 /* 1 ms */
+#define SPIN_NS 50000 /* 50 us: long enough for back-to-back loops, short enough not to steal
+                         * the cores from the BLAS call that usually follows */
 #define SPIN_NS_OVERSUBSCRIBED 200000
 #define MAX_THREADS 1024
 
