@@ -244,8 +244,8 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
   while (!st && t.step < t.total_steps) {
     const sw_batch *b;
     st = sw_reader_next(t.train, (size_t)t.spec->batch_size, &b);
-    if (st == SW_STATUS_EOF) {
-      st = validate(&t, true);
+    if (st == SW_STATUS_EOF) { /* the epoch's end was handled after its last batch */
+      st = SW_STATUS_OK;
       continue;
     }
     if (st) break;
@@ -302,6 +302,7 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
       tlog = now;
     }
     sw_progress_update(bar, (uint64_t)t.step);
+    if (!st && sw_reader_tell(t.train).index >= (uint64_t)n_train) st = validate(&t, true);
   }
   sw_progress_end(bar);
   sw_free(grads);
