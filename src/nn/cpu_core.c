@@ -49,22 +49,42 @@ static void broadcast_strides(const sw__node *x, int r, const int64_t *out, int6
   }
 }
 
+/* Walks a rank-r output in C order, keeping the offsets of the elements of two
+ * broadcast operands a and b (b may be NULL) that produce each output element. */
+typedef struct {
+  int r;
+  const int64_t *out;
+  int64_t idx[SW_NN_MAX_RANK], sa[SW_NN_MAX_RANK], sb[SW_NN_MAX_RANK];
+  int64_t oa, ob;
+} broadcast_walk;
+
+static void walk_init(broadcast_walk *w, const sw__node *a, const sw__node *b, int r, const int64_t *out) {
+  memset(w, 0, sizeof *w);
+  w->r = r;
+  w->out = out;
+  broadcast_strides(a, r, out, w->sa);
+  if (b) broadcast_strides(b, r, out, w->sb);
+}
+
+static inline void walk_next(broadcast_walk *w) {
+  for (int d = w->r - 1; d >= 0; d--) {
+    w->idx[d]++;
+    w->oa += w->sa[d];
+    w->ob += w->sb[d];
+    if (w->idx[d] < w->out[d]) return;
+    w->oa -= w->sa[d] * w->out[d];
+    w->ob -= w->sb[d] * w->out[d];
+    w->idx[d] = 0;
+  }
+}
+
 /* Adds src (shaped like dst_node's broadcast target `out`) into dst, summing over the
  * dimensions dst was broadcast along. */
 static void reduce_into(float *dst, const sw__node *dst_node, const float *src, int r, const int64_t *out, float scale) {
-  int64_t strides[SW_NN_MAX_RANK], idx[SW_NN_MAX_RANK] = {0};
-  broadcast_strides(dst_node, r, out, strides);
-  int64_t total = sw__elements(r, out), off = 0;
-  for (int64_t i = 0; i < total; i++) {
-    dst[off] += scale * src[i];
-    for (int d = r - 1; d >= 0; d--) {
-      idx[d]++;
-      off += strides[d];
-      if (idx[d] < out[d]) break;
-      off -= strides[d] * out[d];
-      idx[d] = 0;
-    }
-  }
+  broadcast_walk w;
+  walk_init(&w, dst_node, NULL, r, out);
+  int64_t total = sw__elements(r, out);
+  for (int64_t i = 0; i < total; i++, walk_next(&w)) dst[w.oa] += scale * src[i];
 }
 
 sw_status sw__cpu_fwd_GEMM(sw_graph *g, sw__node *node) {
@@ -76,12 +96,10 @@ sw_status sw__cpu_fwd_GEMM(sw_graph *g, sw__node *node) {
   if (c) {
     /* Y = beta * broadcast(C), then sgemm adds alpha * A B */
     float *y = F32(node);
-    memset(y, 0, (size_t)(m * n) * sizeof *y);
     int64_t out[2] = {m, n};
-    int64_t strides[SW_NN_MAX_RANK];
-    broadcast_strides(c, 2, out, strides);
-    for (int64_t i = 0; i < m; i++)
-      for (int64_t j = 0; j < n; j++) y[i * n + j] = F32(c)[i * strides[0] + j * strides[1]];
+    broadcast_walk w;
+    walk_init(&w, c, NULL, 2, out);
+    for (int64_t i = 0; i < m * n; i++, walk_next(&w)) y[i] = F32(c)[w.oa];
     beta = at->beta;
   }
   cblas_sgemm(CblasRowMajor, at->trans_a ? CblasTrans : CblasNoTrans, at->trans_b ? CblasTrans : CblasNoTrans,
@@ -148,22 +166,9 @@ static sw_status arith_forward(sw_graph *g, sw__node *node, arith op) {
     }
     return SW_STATUS_OK;
   }
-  int r = node->rank;
-  int64_t sa[SW_NN_MAX_RANK], sb[SW_NN_MAX_RANK], idx[SW_NN_MAX_RANK] = {0}, oa = 0, ob = 0;
-  broadcast_strides(a, r, node->shape, sa);
-  broadcast_strides(b, r, node->shape, sb);
-  for (int64_t i = 0; i < total; i++) {
-    y[i] = apply(op, x0[oa], x1[ob]);
-    for (int d = r - 1; d >= 0; d--) {
-      idx[d]++;
-      oa += sa[d];
-      ob += sb[d];
-      if (idx[d] < node->shape[d]) break;
-      oa -= sa[d] * node->shape[d];
-      ob -= sb[d] * node->shape[d];
-      idx[d] = 0;
-    }
-  }
+  broadcast_walk w;
+  walk_init(&w, a, b, node->rank, node->shape);
+  for (int64_t i = 0; i < total; i++, walk_next(&w)) y[i] = apply(op, x0[w.oa], x1[w.ob]);
   return SW_STATUS_OK;
 }
 
@@ -172,12 +177,11 @@ static sw_status arith_backward(sw_graph *g, sw__node *node, arith op) {
   sw__node *a = IN(0), *b = IN(1);
   if (!a->grad && !b->grad) return SW_STATUS_OK;
   const float *dy = node->grad, *x0 = F32(a), *x1 = F32(b);
-  int r = node->rank;
-  int64_t sa[SW_NN_MAX_RANK], sb[SW_NN_MAX_RANK], idx[SW_NN_MAX_RANK] = {0}, oa = 0, ob = 0;
-  broadcast_strides(a, r, node->shape, sa);
-  broadcast_strides(b, r, node->shape, sb);
+  broadcast_walk w;
+  walk_init(&w, a, b, node->rank, node->shape);
   int64_t total = elems(node);
-  for (int64_t i = 0; i < total; i++) {
+  for (int64_t i = 0; i < total; i++, walk_next(&w)) {
+    int64_t oa = w.oa, ob = w.ob;
     float gy = dy[i], va = x0[oa], vb = x1[ob];
     float ga, gb;
     switch (op) {
@@ -188,15 +192,6 @@ static sw_status arith_backward(sw_graph *g, sw__node *node, arith op) {
     }
     if (a->grad) a->grad[oa] += ga;
     if (b->grad) b->grad[ob] += gb;
-    for (int d = r - 1; d >= 0; d--) {
-      idx[d]++;
-      oa += sa[d];
-      ob += sb[d];
-      if (idx[d] < node->shape[d]) break;
-      oa -= sa[d] * node->shape[d];
-      ob -= sb[d] * node->shape[d];
-      idx[d] = 0;
-    }
   }
   return SW_STATUS_OK;
 }
