@@ -32,7 +32,8 @@ extern "C" {
   X(UNSUPPORTED, "unsupported")                                       \
   X(REFUSED, "refused by policy")                                     \
   X(RANGE, "out of range")                                            \
-  X(EOF, "end of data")
+  X(EOF, "end of data")                                              \
+  X(PREEMPTED, "preempted after a checkpoint, resumable")
 
 typedef enum {
 #define SW__STATUS_ENUM(name, msg) SW_STATUS_##name,

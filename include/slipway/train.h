@@ -104,6 +104,50 @@ sw_status sw_model_params_sha256(const sw_model *m, char hex[SW_SHA256_HEX_LEN])
 sw_status sw_model_save(const sw_model *m, const char *path, const json_t *metadata);
 sw_status sw_model_load(sw_model *m, const char *path);
 
+/* ---- checkpoints (checkpoint.c) ----------------------------------------------------- */
+
+/* A checkpoint directory, checkpoints/step-NNNNNNNN/ in a run dir:
+ *   model.safetensors  every parameter ("param:NAME"), buffer ("buffer:NAME") and Adam
+ *                      moment ("adam_m:NAME", "adam_v:NAME"; SGD momentum in adam_m)
+ *   state.json         {"format": "slipway-checkpoint", "step", "epoch", "reader":
+ *                      {"epoch", "index"}, "seed", "config_sha256", "dataset_sha256",
+ *                      "tensors_sha256" (of model.safetensors), "params_sha256"}
+ * It is written as checkpoints/.tmp-step-N-PID/, fsynced, renamed into place, the
+ * checkpoints dir fsynced, then checkpoints/latest (the newest name) replaced atomically:
+ * a crash at any instant leaves every earlier checkpoint whole. The RNG state is the
+ * seed, the step and the reader position: dropout masks and the data order are pure
+ * functions of them. */
+typedef struct {
+  int64_t step;
+  int64_t epoch;
+  sw_reader_pos reader;
+  uint64_t seed;
+  char config_sha256[SW_SHA256_HEX_LEN];
+  char dataset_sha256[SW_SHA256_HEX_LEN];
+} sw_checkpoint_state;
+
+typedef struct sw_checkpointer sw_checkpointer;
+/* Reserves one in-memory snapshot of the model's parameters, buffers and moments
+ * (m, v: one array per parameter, as sw_graph_params orders them; v may be NULL) and
+ * starts the thread that writes snapshots to disk, keeping the newest `keep`. */
+sw_status sw_checkpointer_open(const char *run_dir, int keep, sw_model *m, float *const *mom_m,
+                               float *const *mom_v, sw_checkpointer **out);
+/* Copies the current state into the snapshot (waiting for the previous write if it is
+ * still running) and hands it to the writer; returns at once. */
+sw_status sw_checkpointer_save(sw_checkpointer *c, const sw_checkpoint_state *state);
+/* Waits for the pending write; returns its status (and the last one's errors). */
+sw_status sw_checkpointer_wait(sw_checkpointer *c);
+/* Seconds the last snapshot copy and the last disk write took. */
+void sw_checkpointer_costs(const sw_checkpointer *c, double *snapshot_s, double *write_s);
+/* Waits, stops the writer; NULL is a no-op. */
+void sw_checkpointer_close(sw_checkpointer *c);
+/* Restores the newest checkpoint of run_dir that verifies (state.json readable, tensor
+ * file hash as recorded, every tensor present with the model's shape) into the model
+ * and the moments; one that does not is skipped with a warning naming it. NOT_FOUND when
+ * there is none. */
+sw_status sw_checkpoint_restore(const char *run_dir, sw_model *m, float *const *mom_m, float *const *mom_v,
+                                sw_checkpoint_state *state);
+
 /* ---- training (trainer.c) --------------------------------------------------------- */
 
 typedef struct {
@@ -115,11 +159,21 @@ typedef struct {
   int threads;     /* 0: all cores */
   int64_t seed;    /* >= 0 overrides the model file */
   int64_t log_every; /* steps between metrics lines (default 50) */
-  bool overwrite;
+  bool overwrite;    /* --force-new: start over even if RUN holds a run */
+  int64_t checkpoint_every_steps;   /* 0: by time only */
+  double checkpoint_every_seconds;  /* 0: by steps only; both 0: every 60 s */
+  bool checkpoint_auto;             /* Young's interval sqrt(2 C MTBF) from the measured cost */
+  double mtbf_seconds;              /* for checkpoint_auto */
+  int keep;                         /* checkpoints kept (default 3) */
+  volatile int *stop;               /* set (by a signal handler) to stop after this step */
 } sw_train_options;
 
 /* Trains and writes the run dir (run.json, model.yaml, model.safetensors,
- * metrics.jsonl, TensorBoard events). *summary (caller owns): final metrics. */
+ * metrics.jsonl, TensorBoard events, checkpoints/). A RUN that already holds a run made
+ * with the same config and dataset resumes from its newest good checkpoint; another
+ * config or dataset is refused (EXISTS) unless opt->overwrite. When *opt->stop becomes
+ * non-zero, the current step finishes, a checkpoint is written and PREEMPTED returned.
+ * *summary (caller owns): final metrics. */
 sw_status sw_train_run(const sw_train_options *opt, json_t **summary);
 
 #ifdef __cplusplus

@@ -1,7 +1,12 @@
 /* slipway train: flags in, sw_train_run does the work, a summary (or --json) out. */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "slipway/train.h"
@@ -21,23 +26,147 @@ static void help(void) {
       "  --threads T      CPU threads (default: all cores)\n"
       "  --seed S         seed of initialization, shuffling and dropout (overrides the model file)\n"
       "  --log-every N    steps between metrics lines (50)\n"
-      "  --overwrite      replace RUN if it exists\n"
-      "  --json           print the run summary as JSON\n");
+      "  --force-new      start over even if RUN holds a run (alias: --overwrite)\n"
+      "  --checkpoint-every-steps N|auto   checkpoint every N steps; auto: Young's interval\n"
+      "                   sqrt(2 * cost * MTBF) from the measured cost of one checkpoint\n"
+      "  --mtbf SECONDS   mean time between failures for auto (86400)\n"
+      "  --checkpoint-every-seconds T      checkpoint every T seconds (default 60 when no\n"
+      "                   interval is given)\n"
+      "  --keep K         checkpoints kept (3)\n"
+      "  --max-restarts N run training in a child process and restart it from its last\n"
+      "                   checkpoint whenever it dies (crash, OOM kill, kill -9), up to N times\n"
+      "  --json           print the run summary as JSON\n"
+      "\n"
+      "Running again on an existing RUN resumes from its newest good checkpoint. SIGTERM or\n"
+      "SIGINT: the current step finishes, a checkpoint is written, exit status 75 (a second\n"
+      "signal exits at once).\n");
+}
+
+static volatile int stop_requested;
+static volatile pid_t child_pid;
+
+static void on_signal(int sig) {
+  if (child_pid > 0) { /* the supervisor passes it on to the training process */
+    kill(child_pid, sig);
+    return;
+  }
+  if (stop_requested) _exit(128 + sig); /* a second signal: at once */
+  stop_requested = 1;
+}
+
+static void install_handlers(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+/* --max-restarts: training runs as a child (this same command without the flag) and is
+ * restarted from its last checkpoint whenever it dies, with back-off, like torchrun. */
+static int supervise(int argc, char **argv, long long max_restarts) {
+  /* the child's arguments: without --max-restarts; restarts also without --force-new,
+   * which only the first start may act on */
+  char **first_args = calloc((size_t)argc + 2, sizeof *first_args), **args = calloc((size_t)argc + 2, sizeof *args);
+  if (!first_args || !args) {
+    free(first_args);
+    free(args);
+    return SW_EXIT_FAILURE;
+  }
+  int k = 0, f = 0;
+  args[k++] = first_args[f++] = "slipway";
+  args[k++] = first_args[f++] = "train";
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--max-restarts")) {
+      i++;
+      continue;
+    }
+    if (!strncmp(argv[i], "--max-restarts=", 15)) continue;
+    first_args[f++] = argv[i];
+    if (!strcmp(argv[i], "--force-new") || !strcmp(argv[i], "--overwrite")) continue;
+    args[k++] = argv[i];
+  }
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    free(args);
+    free(first_args);
+    fprintf(stderr, "slipway train: cannot find its own executable\n");
+    return SW_EXIT_FAILURE;
+  }
+  self[n] = '\0';
+  long long restarts = 0;
+  double lost = 0;
+  int rc = SW_EXIT_FAILURE;
+  bool first = true;
+  for (;;) {
+    double started = sw_now();
+    pid_t pid = fork();
+    if (pid < 0) {
+      fprintf(stderr, "slipway train: fork: %s\n", strerror(errno));
+      break;
+    }
+    if (pid == 0) {
+      execv(self, first ? first_args : args);
+      _exit(127);
+    }
+    child_pid = pid;
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    child_pid = 0;
+    first = false;
+    double ran = sw_now() - started;
+    if (WIFEXITED(status) && (WEXITSTATUS(status) == SW_EXIT_OK || WEXITSTATUS(status) == SW_EXIT_USAGE ||
+                              WEXITSTATUS(status) == SW_EXIT_PREEMPTED || WEXITSTATUS(status) == SW_EXIT_REFUSED)) {
+      rc = WEXITSTATUS(status); /* done, or a reason a restart would not fix */
+      break;
+    }
+    char why[64];
+    if (WIFSIGNALED(status)) snprintf(why, sizeof why, "killed by signal %d", WTERMSIG(status));
+    else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(status));
+    if (restarts >= max_restarts) {
+      fprintf(stderr, "slipway train: training %s; giving up after %lld restarts (--max-restarts %lld)\n", why,
+              restarts, max_restarts);
+      rc = SW_EXIT_FAILURE;
+      break;
+    }
+    double backoff = restarts < 5 ? 0.5 * (double)(1 << restarts) : 16.0;
+    restarts++;
+    lost += backoff;
+    fprintf(stderr, "slipway train: training %s after %.1fs; restart %lld of %lld in %.1fs from the last checkpoint\n",
+            why, ran, restarts, max_restarts, backoff);
+    usleep((useconds_t)(backoff * 1e6));
+  }
+  if (restarts)
+    fprintf(stderr, "slipway train: %lld restart(s), %.1fs spent waiting to restart (plus the steps redone since each "
+                    "last checkpoint)\n", restarts, lost);
+  free(args);
+  free(first_args);
+  return rc;
 }
 
 int sw_cmd_train(int argc, char **argv) {
-  enum { OPT_MODEL = 256, OPT_DATA, OPT_OUT, OPT_STEPS, OPT_EPOCHS, OPT_THREADS, OPT_SEED, OPT_LOG, OPT_OVERWRITE, OPT_JSON, OPT_HELP };
+  enum { OPT_MODEL = 256, OPT_DATA, OPT_OUT, OPT_STEPS, OPT_EPOCHS, OPT_THREADS, OPT_SEED, OPT_LOG, OPT_OVERWRITE, OPT_JSON, OPT_HELP,
+         OPT_CK_STEPS, OPT_CK_SECONDS, OPT_KEEP, OPT_MTBF, OPT_RESTARTS };
   static const struct option longopts[] = {
       {"model", required_argument, 0, OPT_MODEL},     {"data", required_argument, 0, OPT_DATA},
       {"out", required_argument, 0, OPT_OUT},         {"steps", required_argument, 0, OPT_STEPS},
       {"epochs", required_argument, 0, OPT_EPOCHS},   {"threads", required_argument, 0, OPT_THREADS},
       {"seed", required_argument, 0, OPT_SEED},       {"log-every", required_argument, 0, OPT_LOG},
-      {"overwrite", no_argument, 0, OPT_OVERWRITE},   {"json", no_argument, 0, OPT_JSON},
+      {"overwrite", no_argument, 0, OPT_OVERWRITE},   {"force-new", no_argument, 0, OPT_OVERWRITE},
+      {"json", no_argument, 0, OPT_JSON},
+      {"checkpoint-every-steps", required_argument, 0, OPT_CK_STEPS},
+      {"checkpoint-every-seconds", required_argument, 0, OPT_CK_SECONDS},
+      {"keep", required_argument, 0, OPT_KEEP},       {"mtbf", required_argument, 0, OPT_MTBF},
+      {"max-restarts", required_argument, 0, OPT_RESTARTS},
       {"help", no_argument, 0, OPT_HELP},             {0, 0, 0, 0}};
   sw_train_options o = {0};
   o.seed = -1;
   bool as_json = false;
-  long long n;
+  long long n, max_restarts = -1;
+  double d;
   int c;
   opterr = 0;
   optind = 1;
@@ -68,6 +197,27 @@ int sw_cmd_train(int argc, char **argv) {
         break;
       case OPT_OVERWRITE: o.overwrite = true; break;
       case OPT_JSON: as_json = true; break;
+      case OPT_CK_STEPS:
+        if (!strcmp(optarg, "auto")) o.checkpoint_auto = true;
+        else if (!sw_cli_parse_int(optarg, 1, (long long)1 << 50, &n)) return sw_cli_usage_error("train", "--checkpoint-every-steps: '%s' is not a count >= 1 or auto", optarg);
+        else o.checkpoint_every_steps = n;
+        break;
+      case OPT_CK_SECONDS:
+        if (!sw_cli_parse_double(optarg, 0.001, 1e9, &d)) return sw_cli_usage_error("train", "--checkpoint-every-seconds: '%s' is not a number > 0", optarg);
+        o.checkpoint_every_seconds = d;
+        break;
+      case OPT_KEEP:
+        if (!sw_cli_parse_int(optarg, 1, 1000000, &n)) return sw_cli_usage_error("train", "--keep: '%s' is not a count >= 1", optarg);
+        o.keep = (int)n;
+        break;
+      case OPT_MTBF:
+        if (!sw_cli_parse_double(optarg, 1, 1e12, &d)) return sw_cli_usage_error("train", "--mtbf: '%s' is not a number of seconds", optarg);
+        o.mtbf_seconds = d;
+        break;
+      case OPT_RESTARTS:
+        if (!sw_cli_parse_int(optarg, 0, 1000000, &n)) return sw_cli_usage_error("train", "--max-restarts: '%s' is not a count >= 0", optarg);
+        max_restarts = n;
+        break;
       case OPT_HELP: help(); return SW_EXIT_OK;
       default: return sw_cli_usage_error("train", "unknown or incomplete flag '%s'", argv[optind - 1]);
     }
@@ -75,6 +225,10 @@ int sw_cmd_train(int argc, char **argv) {
   if (optind < argc) return sw_cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
   if (!o.model_path || !o.data_dir || !o.out_dir) return sw_cli_usage_error("train", "--model, --data and --out are required");
   if (o.steps && o.epochs) return sw_cli_usage_error("train", "give --steps or --epochs, not both");
+  if (o.mtbf_seconds > 0 && !o.checkpoint_auto) return sw_cli_usage_error("train", "--mtbf goes with --checkpoint-every-steps auto");
+  install_handlers();
+  if (max_restarts >= 0) return supervise(argc, argv, max_restarts);
+  o.stop = (volatile int *)&stop_requested;
   json_t *summary = NULL;
   sw_status st = sw_train_run(&o, &summary);
   if (st) {

@@ -77,6 +77,7 @@ int sw_cli_exit_code(sw_status st) {
     case SW_STATUS_OK: return SW_EXIT_OK;
     case SW_STATUS_REFUSED: return SW_EXIT_REFUSED;
     case SW_STATUS_INVALID: return SW_EXIT_USAGE;
+    case SW_STATUS_PREEMPTED: return SW_EXIT_PREEMPTED;
     default: return SW_EXIT_FAILURE;
   }
 }

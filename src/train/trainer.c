@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "slipway/train.h"
@@ -23,8 +24,11 @@ typedef struct {
   const sw_node *params;
   FILE *metrics;
   sw_summary_writer *tb;
+  sw_checkpointer *ckpt;
   int64_t step, total_steps, epoch;
   json_t *last_val;
+  char config_sha256[SW_SHA256_HEX_LEN];
+  int64_t checkpointed_step; /* the step of the last checkpoint taken, -1 before */
 } trainer;
 
 static void iso_now(char *buf, size_t n) {
@@ -142,6 +146,7 @@ static void trainer_free(trainer *t) {
   }
   sw_free(t->m);
   sw_free(t->v);
+  sw_checkpointer_close(t->ckpt);
   if (t->metrics) fclose(t->metrics);
   sw_summary_close(t->tb);
   sw_reader_close(t->train);
@@ -152,11 +157,91 @@ static void trainer_free(trainer *t) {
   json_decref(t->last_val);
 }
 
+/* The identity of a run's configuration: the model file with the overrides applied.
+ * A RUN resumes only with the same one (and the same dataset). */
+static sw_status config_hash(const trainer *t, char hex[SW_SHA256_HEX_LEN]) {
+  json_t *c = json_pack("{s:O, s:I, s:I, s:I}", "model", t->spec->doc, "seed", (json_int_t)t->spec->seed, "steps",
+                        (json_int_t)t->total_steps, "batch_size", (json_int_t)t->spec->batch_size);
+  char *text = c ? json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(c);
+  if (!text) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  sw_status st = sw_sha256_hex(text, strlen(text), hex);
+  free(text);
+  return st;
+}
+
+/* An existing RUN: resumable when its run.json names the same config and dataset. */
+static sw_status check_existing(trainer *t, bool *resume) {
+  const sw_train_options *opt = t->opt;
+  *resume = false;
+  if (!sw_path_exists(opt->out_dir)) return SW_STATUS_OK;
+  if (opt->overwrite) return sw_remove_tree(opt->out_dir);
+  char *path = sw_path_join(opt->out_dir, "run.json");
+  if (!path) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  json_t *run = NULL;
+  sw_status st = SW_STATUS_OK;
+  if (!sw_path_exists(path)) {
+    /* an empty directory is fine; anything else is not ours to write into */
+    DIR *d = opendir(opt->out_dir);
+    struct dirent *e;
+    bool empty = true;
+    while (d && (e = readdir(d)) != NULL) empty &= !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    if (d) closedir(d);
+    if (!empty) st = sw_error(SW_STATUS_EXISTS, "%s exists and is not a run dir (use --force-new to replace it)", opt->out_dir);
+    goto out;
+  }
+  st = sw_json_load_file(path, &run);
+  if (st) goto out;
+  const char *cfg = json_string_value(json_object_get(run, "config_sha256"));
+  const char *data = json_string_value(json_object_get(json_object_get(run, "dataset"), "manifest_sha256"));
+  if (!cfg || strcmp(cfg, t->config_sha256) != 0)
+    st = sw_error(SW_STATUS_EXISTS, "%s was made with another model, seed, steps or batch size (use --force-new to start over)",
+                  opt->out_dir);
+  else if (!data || strcmp(data, sw_dataset_sha256(t->ds)) != 0)
+    st = sw_error(SW_STATUS_EXISTS, "%s was made with another dataset (use --force-new to start over)", opt->out_dir);
+  else
+    *resume = true;
+out:
+  json_decref(run);
+  sw_free(path);
+  return st;
+}
+
+static json_t *run_doc(const trainer *t, const char *started, const char *status) {
+  char host[256] = "unknown";
+  gethostname(host, sizeof host - 1);
+  return json_pack("{s:s, s:i, s:s, s:s, s:s, s:O, s:{s:s, s:s}, s:{s:I, s:I, s:I, s:I, s:i}, s:s, s:s, s:s, s:s}",
+                   "format", "slipway-run", "version", 1, "status", status, "name", t->spec->name, "model_file",
+                   "model.yaml", "model", t->spec->doc, "dataset", "path", t->opt->data_dir, "manifest_sha256",
+                   sw_dataset_sha256(t->ds), "hyperparameters", "batch_size", (json_int_t)t->spec->batch_size, "epochs",
+                   (json_int_t)t->spec->epochs, "steps", (json_int_t)t->total_steps, "seed", (json_int_t)t->spec->seed,
+                   "threads", t->opt->threads, "code_version", "slipway " SW_VERSION, "host", host, "started_at",
+                   started, "config_sha256", t->config_sha256);
+}
+
+static sw_status write_run(const trainer *t, json_t *doc) {
+  char *path = sw_path_join(t->opt->out_dir, "run.json");
+  sw_status st = path && doc ? sw_json_write_file(path, doc) : sw_error(SW_STATUS_NOMEM, "out of memory");
+  sw_free(path);
+  return st;
+}
+
+static sw_status checkpoint(trainer *t) {
+  if (t->checkpointed_step == t->step) return SW_STATUS_OK;
+  t->checkpointed_step = t->step;
+  sw_checkpoint_state s = {.step = t->step, .epoch = t->epoch, .reader = sw_reader_tell(t->train), .seed = t->spec->seed};
+  snprintf(s.config_sha256, sizeof s.config_sha256, "%s", t->config_sha256);
+  snprintf(s.dataset_sha256, sizeof s.dataset_sha256, "%s", sw_dataset_sha256(t->ds));
+  return sw_checkpointer_save(t->ckpt, &s);
+}
+
 sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
   *summary = NULL;
-  trainer t = {.opt = opt};
+  trainer t = {.opt = opt, .checkpointed_step = -1};
   char *path = NULL;
   json_t *run = NULL;
+  float **grads = NULL;
+  size_t *sizes = NULL;
   char started[32];
   iso_now(started, sizeof started);
   sw_status st = sw_model_spec_load(opt->model_path, &t.spec);
@@ -165,16 +250,6 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
   if (opt->steps > 0) t.spec->steps = opt->steps, t.spec->epochs = 0;
   if (opt->epochs > 0) t.spec->epochs = opt->epochs, t.spec->steps = 0;
   st = sw_dataset_open(opt->data_dir, &t.ds);
-  if (st) goto out;
-  if (sw_path_exists(opt->out_dir)) {
-    if (!opt->overwrite) {
-      st = sw_error(SW_STATUS_EXISTS, "%s already exists (use --overwrite to replace it)", opt->out_dir);
-      goto out;
-    }
-    st = sw_remove_tree(opt->out_dir);
-    if (st) goto out;
-  }
-  st = sw_mkdir_p(opt->out_dir);
   if (st) goto out;
   st = sw_model_build(t.spec, t.ds, true, &t.model);
   if (!st) st = sw_graph_alloc(t.model->g, t.spec->batch_size);
@@ -202,18 +277,17 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
   t.total_steps = t.spec->steps > 0 ? t.spec->steps : t.spec->epochs * per_epoch;
   sw_lr_schedule sched = t.spec->schedule;
   if (sched.kind == SW_LR_COSINE && sched.total_steps <= 0) sched.total_steps = t.total_steps;
+  bool resume = false;
+  st = config_hash(&t, t.config_sha256);
+  if (!st) st = check_existing(&t, &resume);
+  if (!st) st = sw_mkdir_p(opt->out_dir);
+  if (st) goto out;
   t.n_params = sw_graph_params(t.model->g, &t.params);
   t.m = sw_calloc(t.n_params + 1, sizeof *t.m);
   t.v = sw_calloc(t.n_params + 1, sizeof *t.v);
-  if (!t.m || !t.v) {
-    st = sw_error(SW_STATUS_NOMEM, "out of memory");
-    goto out;
-  }
-  float **grads = sw_calloc(t.n_params + 1, sizeof *grads);
-  size_t *sizes = sw_calloc(t.n_params + 1, sizeof *sizes);
-  if (!grads || !sizes) {
-    sw_free(grads);
-    sw_free(sizes);
+  grads = sw_calloc(t.n_params + 1, sizeof *grads);
+  sizes = sw_calloc(t.n_params + 1, sizeof *sizes);
+  if (!t.m || !t.v || !grads || !sizes) {
     st = sw_error(SW_STATUS_NOMEM, "out of memory");
     goto out;
   }
@@ -224,23 +298,46 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
     t.v[i] = sw_calloc(sizes[i] ? sizes[i] : 1, sizeof(float));
     if (!t.m[i] || !t.v[i]) {
       st = sw_error(SW_STATUS_NOMEM, "out of memory");
-      break;
+      goto out;
     }
   }
-  if (!st) {
-    path = sw_path_join(opt->out_dir, "model.yaml");
-    st = path ? copy_file(opt->model_path, path) : sw_error(SW_STATUS_NOMEM, "out of memory");
-    sw_free(path);
-    path = sw_path_join(opt->out_dir, "metrics.jsonl");
-    if (!st && !(t.metrics = fopen(path, "w"))) st = sw_error(SW_STATUS_IO, "create %s: %s", path, strerror(errno));
-    sw_free(path);
-    path = NULL;
-    if (!st) st = sw_summary_open(opt->out_dir, &t.tb);
+  if (resume) {
+    sw_checkpoint_state cs;
+    st = sw_checkpoint_restore(opt->out_dir, t.model, t.m, t.v, &cs);
+    if (st == SW_STATUS_NOT_FOUND) {
+      SW_INFO("%s: no checkpoint yet, starting from the beginning", opt->out_dir);
+      st = SW_STATUS_OK;
+    } else if (st) {
+      goto out;
+    } else {
+      t.step = t.checkpointed_step = cs.step;
+      t.epoch = cs.epoch;
+      st = sw_reader_seek(t.train, cs.reader);
+      if (st) goto out;
+    }
   }
+  path = sw_path_join(opt->out_dir, "model.yaml");
+  st = path ? copy_file(opt->model_path, path) : sw_error(SW_STATUS_NOMEM, "out of memory");
+  sw_free(path);
+  path = sw_path_join(opt->out_dir, "metrics.jsonl");
+  if (!st && !(t.metrics = fopen(path, resume ? "a" : "w"))) st = sw_error(SW_STATUS_IO, "open %s: %s", path, strerror(errno));
+  sw_free(path);
+  path = NULL;
+  if (!st) st = sw_summary_open(opt->out_dir, &t.tb);
+  if (!st) st = write_run(&t, run = run_doc(&t, started, "running"));
+  json_decref(run);
+  run = NULL;
+  if (!st) st = sw_checkpointer_open(opt->out_dir, opt->keep, t.model, t.m, t.v, &t.ckpt);
+  if (st) goto out;
+
   int64_t log_every = opt->log_every > 0 ? opt->log_every : 50;
+  int64_t every_steps = opt->checkpoint_every_steps;
+  double every_s = opt->checkpoint_every_seconds;
+  if (!every_steps && !every_s && !opt->checkpoint_auto) every_s = 60;
   sw_progress *bar = sw_progress_begin("train", (uint64_t)t.total_steps);
-  double t0 = sw_now(), tlog = t0, loss_acc = 0;
-  int64_t seen = 0, seen_log = 0, correct = 0, steps_log = 0;
+  double t0 = sw_now(), tlog = t0, last_ckpt = t0, loss_acc = 0;
+  int64_t seen = 0, seen_log = 0, correct = 0, start_step = t.step;
+  bool auto_pending = opt->checkpoint_auto;
   while (!st && t.step < t.total_steps) {
     const sw_batch *b;
     st = sw_reader_next(t.train, (size_t)t.spec->batch_size, &b);
@@ -278,7 +375,6 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
     loss_acc += (double)loss * (double)b->n;
     seen += (int64_t)b->n;
     seen_log += (int64_t)b->n;
-    steps_log++;
     t.step++;
     if (t.step % log_every == 0 || t.step == t.total_steps) {
       double now = sw_now();
@@ -298,18 +394,47 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
       loss_acc = 0;
       seen_log = 0;
       correct = 0;
-      steps_log = 0;
       tlog = now;
     }
     sw_progress_update(bar, (uint64_t)t.step);
     if (!st && sw_reader_tell(t.train).index >= (uint64_t)n_train) st = validate(&t, true);
+    if (st) break;
+    if (opt->stop && *opt->stop) {
+      /* preempted: this step is done; persist it and let the caller exit 75 */
+      st = checkpoint(&t);
+      if (!st) st = sw_checkpointer_wait(t.ckpt);
+      if (!st) {
+        sw_summary_flush(t.tb);
+        st = sw_error(SW_STATUS_PREEMPTED, "stopped by a signal after step %lld of %lld; checkpoint written, run again to resume",
+                      (long long)t.step, (long long)t.total_steps);
+      }
+      break;
+    }
+    double now = sw_now();
+    if (auto_pending && t.step - start_step == 2) {
+      /* measure the cost C of one checkpoint, then Young's interval sqrt(2 C MTBF) */
+      double c0 = sw_now();
+      st = checkpoint(&t);
+      if (!st) st = sw_checkpointer_wait(t.ckpt);
+      double cost = sw_now() - c0, step_s = (c0 - t0) / (double)(t.step - start_step);
+      double interval = sqrt(2.0 * cost * (opt->mtbf_seconds > 0 ? opt->mtbf_seconds : 86400.0));
+      every_steps = (int64_t)(interval / (step_s > 0 ? step_s : 1e-3));
+      if (every_steps < 1) every_steps = 1;
+      SW_INFO("checkpoint cost %.3fs, MTBF %.0fs: Young's interval %.1fs = every %lld steps", cost,
+              opt->mtbf_seconds > 0 ? opt->mtbf_seconds : 86400.0, interval, (long long)every_steps);
+      auto_pending = false;
+      last_ckpt = now;
+    } else if ((every_steps && t.step % every_steps == 0) || (every_s > 0 && now - last_ckpt >= every_s)) {
+      st = checkpoint(&t);
+      last_ckpt = now;
+    }
   }
   sw_progress_end(bar);
-  sw_free(grads);
-  sw_free(sizes);
   if (st) goto out;
   /* a last validation unless the run ended with an epoch's */
   if (t.val && !t.last_val) st = validate(&t, false);
+  if (!st) st = checkpoint(&t); /* the finished run is a checkpoint too: running it again does nothing */
+  if (!st) st = sw_checkpointer_wait(t.ckpt);
   double elapsed = sw_now() - t0;
   char hex[SW_SHA256_HEX_LEN];
   if (!st) st = sw_model_params_sha256(t.model, hex);
@@ -320,31 +445,31 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
   sw_free(path);
   path = NULL;
   if (st) goto out;
-  char host[256] = "unknown", finished[32];
-  gethostname(host, sizeof host - 1);
+  char finished[32];
   iso_now(finished, sizeof finished);
-  run = json_pack("{s:s, s:i, s:s, s:s, s:O, s:{s:s, s:s}, s:{s:I, s:I, s:I, s:I, s:i}, s:s, s:s, s:s, s:s,"
-                  " s:I, s:I, s:I, s:f, s:f, s:s}",
-                  "format", "slipway-run", "version", 1, "name", t.spec->name, "model_file", "model.yaml", "model",
-                  t.spec->doc, "dataset", "path", opt->data_dir, "manifest_sha256", sw_dataset_sha256(t.ds),
-                  "hyperparameters", "batch_size", (json_int_t)t.spec->batch_size, "epochs", (json_int_t)t.spec->epochs,
-                  "steps", (json_int_t)t.total_steps, "seed", (json_int_t)t.spec->seed, "threads", opt->threads,
-                  "code_version", "slipway " SW_VERSION, "host", host, "started_at", started, "finished_at", finished,
-                  "steps_done", (json_int_t)t.step, "epochs_done", (json_int_t)t.epoch, "examples_seen",
-                  (json_int_t)seen, "seconds", elapsed, "samples_per_sec", (double)seen / elapsed, "params_sha256", hex);
+  run = run_doc(&t, started, "finished");
   if (!run) {
     st = sw_error(SW_STATUS_NOMEM, "cannot build run.json");
     goto out;
   }
+  json_object_set_new(run, "finished_at", json_string(finished));
+  json_object_set_new(run, "steps_done", json_integer(t.step));
+  json_object_set_new(run, "epochs_done", json_integer(t.epoch));
+  json_object_set_new(run, "examples_seen", json_integer(seen));
+  json_object_set_new(run, "resumed_at_step", json_integer(start_step));
+  json_object_set_new(run, "seconds", json_real(elapsed));
+  json_object_set_new(run, "samples_per_sec", json_real(elapsed > 0 ? (double)seen / elapsed : 0));
+  json_object_set_new(run, "params_sha256", json_string(hex));
   if (t.last_val) json_object_set(run, "val", t.last_val);
-  path = sw_path_join(opt->out_dir, "run.json");
-  st = path ? sw_json_write_file(path, run) : sw_error(SW_STATUS_NOMEM, "out of memory");
+  st = write_run(&t, run);
   if (!st) st = sw_summary_flush(t.tb);
   if (!st) {
     *summary = run;
     run = NULL;
   }
 out:
+  sw_free(grads);
+  sw_free(sizes);
   sw_free(path);
   json_decref(run);
   trainer_free(&t);
