@@ -151,3 +151,20 @@ def test_other_config_refused_unless_force_new(slipway, dataset, reference, tmp_
     # the same config again: already finished, nothing to redo
     r = run(slipway, "train", "--model", CNN, "--data", dataset, "--out", out, "--steps", "5", "--threads", "1")
     assert r.returncode == 0 and "step 5" in r.stderr
+
+
+def test_young_interval_and_second_signal(slipway, dataset, reference, tmp_path):
+    ref_hash, seconds = reference
+    out = tmp_path / "auto"
+    r = run(slipway, "train", "--model", CNN, "--data", dataset, "--out", out, "--steps", str(STEPS), "--threads", "1",
+            "--checkpoint-every-steps", "auto", "--mtbf", "3600")
+    assert r.returncode == 0, r.stderr
+    assert "Young's interval" in r.stderr
+    assert final_hash(out) == ref_hash  # checkpointing never changes the numbers
+    # a second signal does not wait for the checkpoint
+    p = start(slipway, "train", "--model", CNN, "--data", dataset, "--out", tmp_path / "twice", *ARGS)
+    time.sleep(seconds / 3)
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=60)
+    assert p.returncode in (75, 128 + signal.SIGINT)
