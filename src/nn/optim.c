@@ -19,12 +19,9 @@
  * contracts other expressions (-march=native); the loops run in index order. */
 
 /* x * y rounded to float on its own, as torch's mul_ kernel does before the next op:
- * the volatile keeps a compiler that contracts x * y + z into one fma (GCC, when FMA
- * instructions are enabled) from fusing it with what follows. */
-static inline float rounded_product(float x, float y) {
-  volatile float product = x * y;
-  return product;
-}
+ * this file is compiled with -ffp-contract=off (CMakeLists.txt), so the compiler never
+ * fuses it into a following add, and the loops still vectorize. */
+static inline float rounded_product(float x, float y) { return x * y; }
 
 /* Built twice: with FMA (fmaf is one instruction and the loops vectorize) and without
  * (fmaf is glibc's exact software version); the two give the same bits. */
@@ -71,18 +68,27 @@ SW_FMA_CLONES static void adam_update(const sw_optim_config *c, float lr, int64_
   const bool l2 = !decoupled && wd != 0.0f;
   const bool shrink_param = decoupled && c->weight_decay != 0.0f;
 
-  for (size_t i = 0; i < n; i++) {
-    if (shrink_param) param[i] = rounded_product(param[i], shrink);
-    float g = l2 ? fmaf(wd, param[i], grad[i]) : grad[i];
-    float mi = m[i] * beta1;
-    mi = fmaf(g, one_minus_b1, mi);
-    float vi = v[i] * beta2;
-    vi = fmaf(one_minus_b2 * g, g, vi);
-    float denom = sqrtf(vi) / bias_correction2_sqrt;
-    denom = denom + eps;
-    param[i] = param[i] + (neg_step_size * mi) / denom;
-    m[i] = mi;
-    v[i] = vi;
+  /* each condition hoisted out of the loops, so every loop is straight-line and vectorizes */
+  if (shrink_param)
+    for (size_t i = 0; i < n; i++) param[i] = rounded_product(param[i], shrink);
+  if (l2) {
+    for (size_t i = 0; i < n; i++) {
+      float g = fmaf(wd, param[i], grad[i]);
+      float mi = fmaf(g, one_minus_b1, m[i] * beta1);
+      float vi = fmaf(one_minus_b2 * g, g, v[i] * beta2);
+      param[i] = param[i] + (neg_step_size * mi) / (sqrtf(vi) / bias_correction2_sqrt + eps);
+      m[i] = mi;
+      v[i] = vi;
+    }
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      float g = grad[i];
+      float mi = fmaf(g, one_minus_b1, m[i] * beta1);
+      float vi = fmaf(one_minus_b2 * g, g, v[i] * beta2);
+      param[i] = param[i] + (neg_step_size * mi) / (sqrtf(vi) / bias_correction2_sqrt + eps);
+      m[i] = mi;
+      v[i] = vi;
+    }
   }
 }
 
