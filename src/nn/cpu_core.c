@@ -211,7 +211,10 @@ sw_status sw__cpu_fwd_RELU(sw_graph *g, sw__node *node) {
   const float *restrict x = F32(IN(0));
   float *restrict y = F32(node);
   int64_t n = elems(node);
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    y[i] = v > 0.0f ? v : 0.0f;
+  }
   return SW_STATUS_OK;
 }
 
@@ -221,7 +224,10 @@ sw_status sw__cpu_bwd_RELU(sw_graph *g, sw__node *node) {
   const float *restrict xv = F32(x), *restrict dy = node->grad;
   float *restrict dx = x->grad;
   int64_t n = elems(node);
-  for (int64_t i = 0; i < n; i++) dx[i] += xv[i] > 0.0f ? dy[i] : 0.0f;
+  for (int64_t i = 0; i < n; i++) { /* both loads unconditional, so the loop vectorizes */
+    float d = dy[i], v = xv[i];
+    dx[i] += v > 0.0f ? d : 0.0f;
+  }
   return SW_STATUS_OK;
 }
 
