@@ -277,12 +277,13 @@ static void max_pool_2x2(const pool_job *jb, size_t begin, size_t end) {
           float vals[3] = {b, c, d};
           for (int k = 0; k < 3; k++)
             if (vals[k] > best || (isnan(vals[k]) && !isnan(best))) best = vals[k], at = cand[k];
-        } else { /* branch-free: the first maximum in window order */
-          int64_t off = 0;
-          off = b > best ? 1 : off, best = b > best ? b : best;
-          off = c > best ? q->w : off, best = c > best ? c : best;
-          off = d > best ? q->w + 1 : off, best = d > best ? d : best;
-          at += off;
+        } else { /* branch-free: the first maximum in window order, ties to the earlier */
+          int64_t top_b = b > a, bot_d = d > c;
+          float top = top_b ? b : a, bot = bot_d ? d : c;
+          int64_t pick_bot = bot > top;
+          int64_t ot = top_b, ob = q->w + bot_d;
+          best = pick_bot ? bot : top;
+          at += ot + pick_bot * (ob - ot);
         }
         y[oy * q->wo + ox] = best;
         arg[oy * q->wo + ox] = at;
