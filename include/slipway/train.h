@@ -109,12 +109,13 @@ sw_status sw_model_load(sw_model *m, const char *path);
 /* A checkpoint directory, checkpoints/step-NNNNNNNN/ in a run dir:
  *   model.safetensors  every parameter ("param:NAME"), buffer ("buffer:NAME") and Adam
  *                      moment ("adam_m:NAME", "adam_v:NAME"; SGD momentum in adam_m)
- *   state.json         {"format": "slipway-checkpoint", "step", "epoch", "reader":
- *                      {"epoch", "index"}, "seed", "config_sha256", "dataset_sha256",
- *                      "tensors_sha256" (of model.safetensors), "params_sha256"}
+ *   state.json         {"format": "slipway-checkpoint", "version": 1, "step", "epoch",
+ *                      "reader": {"epoch", "index"}, "seed", "config_sha256",
+ *                      "dataset_sha256", "tensors_sha256" (of model.safetensors)}
  * It is written as checkpoints/.tmp-step-N-PID/, fsynced, renamed into place, the
  * checkpoints dir fsynced, then checkpoints/latest (the newest name) replaced atomically:
- * a crash at any instant leaves every earlier checkpoint whole. The RNG state is the
+ * a crash at any instant leaves every earlier checkpoint whole (and the next writer
+ * removes any .tmp-step-* it left). The RNG state is the
  * seed, the step and the reader position: dropout masks and the data order are pure
  * functions of them. */
 typedef struct {
@@ -171,7 +172,7 @@ typedef struct {
 /* Trains and writes the run dir (run.json, model.yaml, model.safetensors,
  * metrics.jsonl, TensorBoard events, checkpoints/). A RUN that already holds a run made
  * with the same config and dataset resumes from its newest good checkpoint; another
- * config or dataset is refused (EXISTS) unless opt->overwrite. When *opt->stop becomes
+ * config or dataset is refused (REFUSED, exit 3) unless opt->overwrite. When *opt->stop becomes
  * non-zero, the current step finishes, a checkpoint is written and PREEMPTED returned.
  * *summary (caller owns): final metrics. */
 sw_status sw_train_run(const sw_train_options *opt, json_t **summary);

@@ -45,9 +45,13 @@ static void help(void) {
 static volatile int stop_requested;
 static volatile pid_t child_pid;
 
+static volatile int supervising;
+
 static void on_signal(int sig) {
-  if (child_pid > 0) { /* the supervisor passes it on to the training process */
-    kill(child_pid, sig);
+  if (supervising) {
+    /* the supervisor passes it on to the training process and restarts nothing after */
+    stop_requested = 1;
+    if (child_pid > 0) kill(child_pid, sig);
     return;
   }
   if (stop_requested) _exit(128 + sig); /* a second signal: at once */
@@ -100,18 +104,35 @@ static int supervise(int argc, char **argv, long long max_restarts) {
   double lost = 0;
   int rc = SW_EXIT_FAILURE;
   bool first = true;
+  supervising = 1;
+  sigset_t term, old;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigaddset(&term, SIGINT);
   for (;;) {
     double started = sw_now();
+    /* signals wait while the child is forked, so none falls between fork and child_pid */
+    sigprocmask(SIG_BLOCK, &term, &old);
+    if (stop_requested) { /* stopped while waiting to restart: nothing to pass on */
+      sigprocmask(SIG_SETMASK, &old, NULL);
+      rc = SW_EXIT_PREEMPTED;
+      break;
+    }
     pid_t pid = fork();
     if (pid < 0) {
+      sigprocmask(SIG_SETMASK, &old, NULL);
       fprintf(stderr, "slipway train: fork: %s\n", strerror(errno));
       break;
     }
     if (pid == 0) {
+      signal(SIGTERM, SIG_DFL);
+      signal(SIGINT, SIG_DFL);
+      sigprocmask(SIG_SETMASK, &old, NULL);
       execv(self, first ? first_args : args);
       _exit(127);
     }
     child_pid = pid;
+    sigprocmask(SIG_SETMASK, &old, NULL);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -121,6 +142,10 @@ static int supervise(int argc, char **argv, long long max_restarts) {
     if (WIFEXITED(status) && (WEXITSTATUS(status) == SW_EXIT_OK || WEXITSTATUS(status) == SW_EXIT_USAGE ||
                               WEXITSTATUS(status) == SW_EXIT_PREEMPTED || WEXITSTATUS(status) == SW_EXIT_REFUSED)) {
       rc = WEXITSTATUS(status); /* done, or a reason a restart would not fix */
+      break;
+    }
+    if (stop_requested) { /* stopped by a signal we passed on: its end is not a crash */
+      rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       break;
     }
     char why[64];

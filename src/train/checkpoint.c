@@ -180,6 +180,20 @@ out:
   return st;
 }
 
+/* Temporary checkpoints of processes that died while writing them. */
+static void remove_leftovers(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, ".tmp-step-", 10) != 0) continue;
+    char *path = sw_path_join(dir, e->d_name);
+    if (path && !sw_remove_tree(path)) SW_DEBUG("removed the unfinished checkpoint %s", path);
+    sw_free(path);
+  }
+  closedir(d);
+}
+
 static void *writer(void *arg) {
   sw_checkpointer *c = arg;
   pthread_mutex_lock(&c->mu);
@@ -215,6 +229,7 @@ sw_status sw_checkpointer_open(const char *run_dir, int keep, sw_model *m, float
   c->ckpt_dir = sw_path_join(run_dir, "checkpoints");
   sw_status st = (c->run_dir && c->ckpt_dir) ? SW_STATUS_OK : sw_error(SW_STATUS_NOMEM, "out of memory");
   if (!st) st = sw_mkdir_p(c->ckpt_dir);
+  if (!st) remove_leftovers(c->ckpt_dir);
   if (!st) st = list_slots(m, mom_m, mom_v, &c->slots, &c->n_slots);
   size_t total = 0;
   for (size_t i = 0; !st && i < c->n_slots; i++) total += c->slots[i].count;

@@ -195,10 +195,10 @@ static sw_status check_existing(trainer *t, bool *resume) {
   const char *cfg = json_string_value(json_object_get(run, "config_sha256"));
   const char *data = json_string_value(json_object_get(json_object_get(run, "dataset"), "manifest_sha256"));
   if (!cfg || strcmp(cfg, t->config_sha256) != 0)
-    st = sw_error(SW_STATUS_EXISTS, "%s was made with another model, seed, steps or batch size (use --force-new to start over)",
+    st = sw_error(SW_STATUS_REFUSED, "%s was made with another model, seed, steps or batch size (use --force-new to start over)",
                   opt->out_dir);
   else if (!data || strcmp(data, sw_dataset_sha256(t->ds)) != 0)
-    st = sw_error(SW_STATUS_EXISTS, "%s was made with another dataset (use --force-new to start over)", opt->out_dir);
+    st = sw_error(SW_STATUS_REFUSED, "%s was made with another dataset (use --force-new to start over)", opt->out_dir);
   else
     *resume = true;
 out:
@@ -412,16 +412,23 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
     }
     double now = sw_now();
     if (auto_pending && t.step - start_step == 2) {
-      /* measure the cost C of one checkpoint, then Young's interval sqrt(2 C MTBF) */
+      /* measure the cost C of one checkpoint (the time training stalls for its
+       * snapshot; the disk write runs beside training), then Young's interval
+       * sqrt(2 C MTBF), no shorter than twice the write so writes never queue */
       double c0 = sw_now();
       st = checkpoint(&t);
       if (!st) st = sw_checkpointer_wait(t.ckpt);
-      double cost = sw_now() - c0, step_s = (c0 - t0) / (double)(t.step - start_step);
-      double interval = sqrt(2.0 * cost * (opt->mtbf_seconds > 0 ? opt->mtbf_seconds : 86400.0));
+      double snap = 0, write = 0;
+      sw_checkpointer_costs(t.ckpt, &snap, &write);
+      double step_s = (c0 - t0) / (double)(t.step - start_step);
+      double mtbf = opt->mtbf_seconds > 0 ? opt->mtbf_seconds : 86400.0;
+      double cost = snap > 1e-4 ? snap : 1e-4;
+      double interval = sqrt(2.0 * cost * mtbf);
+      if (interval < 2 * write) interval = 2 * write;
       every_steps = (int64_t)(interval / (step_s > 0 ? step_s : 1e-3));
       if (every_steps < 1) every_steps = 1;
-      SW_INFO("checkpoint cost %.3fs, MTBF %.0fs: Young's interval %.1fs = every %lld steps", cost,
-              opt->mtbf_seconds > 0 ? opt->mtbf_seconds : 86400.0, interval, (long long)every_steps);
+      SW_INFO("checkpoint stall %.4fs (write %.3fs beside training), MTBF %.0fs: Young's interval %.1fs = every %lld "
+              "steps", snap, write, mtbf, interval, (long long)every_steps);
       auto_pending = false;
       last_ckpt = now;
     } else if ((every_steps && t.step % every_steps == 0) || (every_s > 0 && now - last_ckpt >= every_s)) {

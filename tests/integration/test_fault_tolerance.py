@@ -144,7 +144,7 @@ def test_other_config_refused_unless_force_new(slipway, dataset, reference, tmp_
             "--threads", "1")
     assert r.returncode == 0, r.stderr
     r = run(slipway, "train", "--model", CNN, "--data", dataset, "--out", out, "--steps", "5", "--threads", "1")
-    assert r.returncode == 1 and "--force-new" in r.stderr
+    assert r.returncode == 3 and "--force-new" in r.stderr
     r = run(slipway, "train", "--model", CNN, "--data", dataset, "--out", out, "--steps", "5", "--threads", "1",
             "--force-new")
     assert r.returncode == 0, r.stderr
@@ -168,3 +168,23 @@ def test_young_interval_and_second_signal(slipway, dataset, reference, tmp_path)
     p.send_signal(signal.SIGINT)
     p.communicate(timeout=60)
     assert p.returncode in (75, 128 + signal.SIGINT)
+
+
+def test_supervisor_stops_on_sigterm_while_waiting_to_restart(slipway, dataset, reference, tmp_path):
+    _, seconds = reference
+    out = tmp_path / "run"
+    p = start(slipway, "train", "--model", CNN, "--data", dataset, "--out", out, "--max-restarts", "5", *ARGS)
+    kid = None
+    deadline = time.monotonic() + 60
+    while not kid and time.monotonic() < deadline:
+        time.sleep(0.2)
+        kid = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    time.sleep(seconds / 4)
+    os.kill(int(kid[0]), signal.SIGKILL)
+    time.sleep(0.1)  # inside the supervisor's back-off
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 75, err
+    assert "restart 1 of 5" in err
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["status"] == "running"  # stopped, resumable: not finished behind our back
