@@ -78,7 +78,7 @@ def test_sigkill_at_random_moments_then_resume_is_exact(slipway, dataset, refere
 def test_damaged_newest_checkpoint_is_skipped(slipway, dataset, reference, tmp_path):
     ref_hash, seconds = reference
     out = tmp_path / "run"
-    p = start(slipway, "train", "--model", CNN, "--data", dataset, "--out", out, *ARGS)
+    p = start(slipway, "train", "--model", CNN, "--data", dataset, "--out", out, *ARGS, "--keep", "4")
     time.sleep(seconds / 2)
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -88,13 +88,16 @@ def test_damaged_newest_checkpoint_is_skipped(slipway, dataset, reference, tmp_p
     data = bytearray((newest / "model.safetensors").read_bytes())
     data[len(data) // 2] ^= 0x40
     (newest / "model.safetensors").write_bytes(bytes(data))
-    if len(ckpts) >= 3:  # and one more, truncated
+    if len(ckpts) >= 3:  # one more truncated, and one more with its state deleted
         second = out / "checkpoints" / ckpts[-2]
         blob = (second / "model.safetensors").read_bytes()
         (second / "model.safetensors").write_bytes(blob[: len(blob) // 3])
-    r = run(slipway, "train", "--model", CNN, "--data", dataset, "--out", out, *ARGS)
+        (out / "checkpoints" / ckpts[-3] / "state.json").unlink()
+    r = run(slipway, "train", "--model", CNN, "--data", dataset, "--out", out, *ARGS, "--keep", "4")
     assert r.returncode == 0, r.stderr
     assert ckpts[-1] in r.stderr and "unusable" in r.stderr
+    if len(ckpts) >= 4:  # the previous good one is the one it resumed from
+        assert f"resuming from {out / 'checkpoints' / ckpts[-4]}" in r.stderr
     assert final_hash(out) == ref_hash
 
 
