@@ -150,6 +150,23 @@ static void test_flatten_reshape(void **state) {
   nn_check_free(&c);
 }
 
+/* A loss node's gradient with respect to the n values of x, by central differences. */
+static void loss_gradient_check(sw_graph *g, sw_node x, sw_node loss, int n) {
+  float *xv = sw_graph_data(g, x);
+  const float *gx = sw_graph_grad(g, x);
+  for (int i = 0; i < n; i++) {
+    float keep = xv[i];
+    xv[i] = keep + 1e-2f;
+    sw_graph_forward(g);
+    double up = ((float *)sw_graph_data(g, loss))[0];
+    xv[i] = keep - 1e-2f;
+    sw_graph_forward(g);
+    double down = ((float *)sw_graph_data(g, loss))[0];
+    xv[i] = keep;
+    assert_float_equal(gx[i], (up - down) / 2e-2, 2e-3);
+  }
+}
+
 static void test_softmax_cross_entropy(void **state) {
   (void)state;
   int64_t labels[4] = {0, 3, 2, 1};
@@ -176,18 +193,7 @@ static void test_softmax_cross_entropy(void **state) {
   want /= 4;
   assert_float_equal(((float *)sw_graph_data(g, loss))[0], want, 1e-5);
   assert_int_equal(sw_graph_backward(g, loss), SW_STATUS_OK);
-  const float *gx = sw_graph_grad(g, x);
-  for (int i = 0; i < 20; i++) {
-    float keep = xv[i];
-    xv[i] = keep + 1e-2f;
-    sw_graph_forward(g);
-    double up = ((float *)sw_graph_data(g, loss))[0];
-    xv[i] = keep - 1e-2f;
-    sw_graph_forward(g);
-    double down = ((float *)sw_graph_data(g, loss))[0];
-    xv[i] = keep;
-    assert_float_equal(gx[i], (up - down) / 2e-2, 2e-3);
-  }
+  loss_gradient_check(g, x, loss, 20);
   /* a label outside the classes is an error, not a read out of bounds */
   labels[0] = 7;
   ((int64_t *)sw_graph_data(g, y))[0] = 7;
@@ -221,18 +227,7 @@ static void pair_loss_case(sw_op_type op) {
   }
   assert_float_equal(((float *)sw_graph_data(g, loss))[0], want / 12, 1e-5);
   assert_int_equal(sw_graph_backward(g, loss), SW_STATUS_OK);
-  const float *gx = sw_graph_grad(g, x);
-  for (int i = 0; i < 12; i++) {
-    float keep = xv[i];
-    xv[i] = keep + 1e-2f;
-    sw_graph_forward(g);
-    double up = ((float *)sw_graph_data(g, loss))[0];
-    xv[i] = keep - 1e-2f;
-    sw_graph_forward(g);
-    double down = ((float *)sw_graph_data(g, loss))[0];
-    xv[i] = keep;
-    assert_float_equal(gx[i], (up - down) / 2e-2, 2e-3);
-  }
+  loss_gradient_check(g, x, loss, 12);
   sw_graph_free(g);
 }
 
