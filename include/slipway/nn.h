@@ -266,6 +266,30 @@ size_t sw_graph_params(const sw_graph *g, const sw_node **params);
 /* Extra state that is not trained but saved (batch norm running mean and variance). */
 size_t sw_graph_buffers(const sw_graph *g, const sw_node **buffers);
 
+/* ---- ONNX (onnx_export.c, onnx_import.c) ------------------------------------------ */
+
+typedef struct {
+  const char *key;
+  const char *value;
+} sw_onnx_meta;
+
+/* Writes the inference form of g as an ONNX model (opset 13, IR version 7): the graph
+ * inputs are the INPUT nodes that `outputs` depend on (the batch dimension symbolic,
+ * "N"), initializers are the parameters, buffers and constants they use (raw_data,
+ * little-endian), every op is its ONNX operator with its attributes, Dropout becomes
+ * Identity, and metadata_props carry meta. The same graph gives the same bytes. */
+sw_status sw_onnx_export(const sw_graph *g, const sw_node *outputs, size_t n_outputs, const sw_onnx_meta *meta,
+                         size_t n_meta, const char *path);
+
+/* Loads an ONNX file into a new, unallocated graph: graph inputs become INPUT nodes
+ * (a first dimension that is symbolic or 0 becomes the batch), initializers constants,
+ * nodes ops. An unsupported op, attribute or type fails with its name and the node's;
+ * external data is refused. *outputs (caller frees with sw_free) lists the graph
+ * outputs; *metadata (caller owns, may be NULL) holds metadata_props. */
+sw_status sw_onnx_import(const char *path, sw_graph **out, sw_node **outputs, size_t *n_outputs, json_t **metadata);
+sw_status sw_onnx_import_mem(const uint8_t *data, size_t len, const char *name, sw_graph **out, sw_node **outputs,
+                             size_t *n_outputs, json_t **metadata);
+
 #ifdef __cplusplus
 }
 #endif
