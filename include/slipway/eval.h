@@ -11,7 +11,7 @@ extern "C" {
 #endif
 
 typedef struct {
-  const char *model_ref; /* a run dir */
+  const char *model_ref; /* a run dir or an .onnx file */
   const char *data_dir;
   const char *split;     /* NULL: "test" */
   const char *slice;     /* a feature to slice by, or NULL */

@@ -103,6 +103,12 @@ sw_status sw_model_params_sha256(const sw_model *m, char hex[SW_SHA256_HEX_LEN])
 /* Saves / loads parameters and buffers as safetensors (loading checks names and shapes). */
 sw_status sw_model_save(const sw_model *m, const char *path, const json_t *metadata);
 sw_status sw_model_load(sw_model *m, const char *path);
+/* Writes the model's inference graph (raw features in, the `output` node out:
+ * "probabilities", or the regression value under its layer's name) as ONNX, with
+ * metadata_props slipway.class_names and slipway.input_features (JSON arrays),
+ * slipway.run (run_id) and slipway.model, in that order. Same weights, same bytes. */
+sw_status sw_model_export_onnx(const sw_model *m, const sw_model_spec *spec, const sw_dataset *ds, const char *run_id,
+                               const char *path);
 
 /* ---- checkpoints (checkpoint.c) ----------------------------------------------------- */
 

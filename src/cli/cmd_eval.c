@@ -8,9 +8,9 @@
 
 static void help(void) {
   printf(
-      "usage: slipway eval --model RUN --data DIR [--split test] [--slice FEATURE] [--json]\n"
+      "usage: slipway eval --model RUN|FILE.onnx --data DIR [--split test] [--slice FEATURE] [--json]\n"
       "\n"
-      "Runs a trained model (a run dir) over a dataset split and prints its metrics:\n"
+      "Runs a model (a run dir or an ONNX file) over a dataset split and prints its metrics:\n"
       "classification accuracy, log-loss, per-class precision and recall, the confusion\n"
       "matrix; binary AUC; regression RMSE and MAE; and the same per value of --slice.\n"
       "\n"

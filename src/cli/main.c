@@ -17,6 +17,8 @@ static const command commands[] = {
     {"prep", sw_cmd_prep, "ingest, validate, quarantine and shard raw data into a dataset"},
     {"train", sw_cmd_train, "train a model file on a dataset into a run dir"},
     {"eval", sw_cmd_eval, "metrics of a model on a dataset split, overall and per slice"},
+    {"predict", sw_cmd_predict, "run a model on JSON instances and print its outputs"},
+    {"export", sw_cmd_export, "write a run's model as an ONNX file"},
 };
 
 static void usage(FILE *out) {

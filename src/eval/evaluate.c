@@ -117,8 +117,16 @@ static sw_status load_run(const char *ref, json_t **run, sw_model_spec **spec) {
   return sw_model_spec_from_json(json_object_get(*run, "model"), ref, spec);
 }
 
+static bool is_onnx(const char *ref) {
+  size_t n = strlen(ref);
+  return n >= 5 && !strcmp(ref + n - 5, ".onnx");
+}
+
+static sw_status eval_onnx(const sw_eval_options *opt, json_t **result);
+
 sw_status sw_eval_run(const sw_eval_options *opt, json_t **result) {
   *result = NULL;
+  if (is_onnx(opt->model_ref)) return eval_onnx(opt, result);
   json_t *run = NULL, *res = NULL;
   sw_model_spec *spec = NULL;
   sw_dataset *ds = NULL;
@@ -228,5 +236,238 @@ out:
   sw_dataset_close(ds);
   sw_model_spec_free(spec);
   json_decref(run);
+  return st;
+}
+
+/* ---- ONNX models ---------------------------------------------------------------------- */
+
+/* The dataset feature each graph input is fed from: the file's metadata
+ * "slipway.input_features" (a JSON list or comma-separated names, in input order), else
+ * features named like the inputs, else the one feature that is not the label. */
+static sw_status onnx_features(const sw_schema *schema, const json_t *meta, const sw_graph *g, const sw_node *inputs,
+                               size_t n_in, const char **features, json_t **hold) {
+  const char *spec = json_string_value(json_object_get(meta, "slipway.input_features"));
+  if (spec) {
+    json_t *list = spec[0] == '[' ? json_loads(spec, 0, NULL) : NULL;
+    if (!list) {
+      list = json_array();
+      const char *p = spec;
+      while (*p) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        json_array_append_new(list, json_stringn(p, len));
+        p += len + (q ? 1 : 0);
+      }
+    }
+    *hold = list;
+    if (!json_is_array(list) || json_array_size(list) != n_in)
+      return sw_error(SW_STATUS_INVALID, "the model's slipway.input_features names %zu features for %zu inputs",
+                      json_is_array(list) ? json_array_size(list) : 0, n_in);
+    for (size_t i = 0; i < n_in; i++) {
+      features[i] = json_string_value(json_array_get(list, i));
+      if (!features[i] || !sw_schema_find(schema, features[i]))
+        return sw_error(SW_STATUS_INVALID, "the dataset has no feature '%s' (the model's slipway.input_features)", features[i] ? features[i] : "?");
+    }
+    return SW_STATUS_OK;
+  }
+  bool by_name = true;
+  for (size_t i = 0; i < n_in; i++) {
+    const sw_feature_spec *fs = sw_schema_find(schema, sw_graph_name(g, inputs[i]));
+    by_name &= fs && !fs->is_label;
+    features[i] = sw_graph_name(g, inputs[i]);
+  }
+  if (by_name) return SW_STATUS_OK;
+  const char *only = NULL;
+  size_t count = 0;
+  for (size_t i = 0; i < schema->n_features; i++)
+    if (!schema->features[i].is_label && (int)i != schema->label) {
+      only = schema->features[i].name;
+      count++;
+    }
+  if (n_in != 1 || count != 1)
+    return sw_error(SW_STATUS_INVALID, "the model's inputs do not name dataset features and it has no slipway.input_features metadata");
+  features[0] = only;
+  return SW_STATUS_OK;
+}
+
+static sw_status onnx_feed(sw_graph *g, sw_node node, const sw_batch_tensor *t) {
+  int64_t want = sw_graph_elements(g, node), have = 1;
+  for (int d = 0; d < t->rank; d++) have *= t->shape[d];
+  if (want != have)
+    return sw_error(SW_STATUS_INVALID, "feature '%s' has %lld values in this batch, input '%s' takes %lld", t->name,
+                    (long long)have, sw_graph_name(g, node), (long long)want);
+  void *dst = sw_graph_data(g, node);
+  sw_dtype dt = sw_graph_dtype(g, node);
+  if (dt == t->dtype) memcpy(dst, t->data, (size_t)want * sw_dtype_size(dt));
+  else if (dt == SW_DTYPE_F32)
+    for (int64_t i = 0; i < want; i++) ((float *)dst)[i] = (float)((const int64_t *)t->data)[i];
+  else
+    for (int64_t i = 0; i < want; i++) ((int64_t *)dst)[i] = (int64_t)((const float *)t->data)[i];
+  return SW_STATUS_OK;
+}
+
+/* Rows of k scores as probabilities: kept when every row already sums to 1 (within
+ * 1e-4, none negative), else softmax of each row. k = 1: a sigmoid unless in [0, 1]. */
+static void as_probabilities(float *v, size_t n, int64_t k) {
+  bool probs = true;
+  for (size_t i = 0; i < n && probs; i++) {
+    double sum = 0;
+    for (int64_t j = 0; j < k; j++) {
+      float x = v[i * (size_t)k + (size_t)j];
+      if (!(x >= 0 && x <= 1)) probs = false;
+      sum += x;
+    }
+    if (k > 1 && fabs(sum - 1) > 1e-4) probs = false;
+  }
+  if (probs) return;
+  for (size_t i = 0; i < n; i++) {
+    float *row = v + i * (size_t)k;
+    if (k == 1) {
+      row[0] = 1.0f / (1.0f + expf(-row[0]));
+      continue;
+    }
+    float mx = row[0];
+    for (int64_t j = 1; j < k; j++) mx = row[j] > mx ? row[j] : mx;
+    double sum = 0;
+    for (int64_t j = 0; j < k; j++) sum += exp((double)(row[j] - mx));
+    for (int64_t j = 0; j < k; j++) row[j] = (float)(exp((double)(row[j] - mx)) / sum);
+  }
+}
+
+static sw_status eval_onnx(const sw_eval_options *opt, json_t **result) {
+  sw_graph *g = NULL;
+  sw_node *outputs = NULL, inputs[16];
+  size_t n_out = 0, n_in = 0;
+  json_t *meta = NULL, *hold = NULL, *res = NULL;
+  sw_dataset *ds = NULL;
+  sw_reader *r = NULL;
+  evaluation e = {0};
+  float *out = NULL;
+  void *label = NULL;
+  const char *features[16];
+  const char *split = opt->split ? opt->split : "test";
+  int64_t batch = opt->batch_size > 0 ? opt->batch_size : 256;
+  sw_status st = sw_onnx_import(opt->model_ref, &g, &outputs, &n_out, &meta);
+  if (!st) st = sw_dataset_open(opt->data_dir, &ds);
+  if (st) goto out;
+  for (size_t i = 0; i < sw_graph_size(g) && !st; i++)
+    if (sw_graph_op_type(g, (sw_node)i) == SW_OP_INPUT) {
+      if (n_in == 16) st = sw_error(SW_STATUS_UNSUPPORTED, "%s: more than 16 inputs", opt->model_ref);
+      else inputs[n_in++] = (sw_node)i;
+    }
+  const sw_schema *schema = sw_dataset_schema(ds);
+  if (!st && (schema->label < 0 || (size_t)schema->label >= schema->n_features))
+    st = sw_error(SW_STATUS_INVALID, "the dataset has no label feature");
+  if (!st) st = onnx_features(schema, meta, g, inputs, n_in, features, &hold);
+  if (!st && sw_graph_dtype(g, outputs[0]) != SW_DTYPE_F32)
+    st = sw_error(SW_STATUS_UNSUPPORTED, "%s: the first output is not float", opt->model_ref);
+  if (!st) st = sw_graph_alloc(g, batch);
+  if (!st) st = sw_graph_set_threads(g, opt->threads);
+  if (st) goto out;
+  sw_graph_set_training(g, false);
+  const sw_feature_spec *lf = &schema->features[schema->label];
+  int64_t k = 1;
+  for (int d = 1; d < sw_graph_rank(g, outputs[0]); d++) k *= sw_graph_shape(g, outputs[0])[d];
+  bool int_label = lf->kind == SW_FEATURE_KIND_INT64 || lf->n_classes > 0;
+  e.loss = !int_label ? SW_LOSS_MSE : k > 1 ? SW_LOSS_SOFTMAX_CE : SW_LOSS_BCE_WITH_LOGITS;
+  e.k = e.loss == SW_LOSS_SOFTMAX_CE ? k : 2;
+  if (!int_label && k != 1) {
+    st = sw_error(SW_STATUS_UNSUPPORTED, "%s: %lld outputs per example for a numeric label", opt->model_ref, (long long)k);
+    goto out;
+  }
+  out = sw_malloc((size_t)(batch * k) * sizeof *out);
+  label = sw_malloc((size_t)batch * 8);
+  e.acc = sw_calloc(1, sizeof *e.acc);
+  if (!out || !label || !e.acc) {
+    st = sw_error(SW_STATUS_NOMEM, "out of memory");
+    goto out;
+  }
+  e.n_acc = 1;
+  st = acc_init(&e.acc[0], e.k, NULL);
+  sw_reader_options ro = {0};
+  if (!st) st = sw_reader_open(ds, split, &ro, &r);
+  const sw_batch *b;
+  while (!st && (st = sw_reader_next(r, (size_t)batch, &b)) == SW_STATUS_OK) {
+    st = sw_graph_set_batch(g, (int64_t)b->n);
+    for (size_t i = 0; i < n_in && !st; i++) {
+      const sw_batch_tensor *t = sw_batch_find(b, features[i]);
+      st = t ? onnx_feed(g, inputs[i], t) : sw_error(SW_STATUS_INVALID, "the batch has no feature '%s'", features[i]);
+    }
+    const sw_batch_tensor *lt = sw_batch_find(b, lf->name);
+    if (!st && (!lt || (size_t)sw_graph_elements(g, outputs[0]) != b->n * (size_t)k))
+      st = sw_error(SW_STATUS_INVALID, "the batch has no label '%s' or the output has the wrong size", lf->name);
+    if (!st) st = sw_graph_forward(g);
+    if (st) break;
+    memcpy(out, sw_graph_data(g, outputs[0]), b->n * (size_t)k * sizeof *out);
+    if (e.loss != SW_LOSS_MSE) as_probabilities(out, b->n, k);
+    for (size_t i = 0; i < b->n; i++) {
+      double y = lt->dtype == SW_DTYPE_F32 ? ((const float *)lt->data)[i] : (double)((const int64_t *)lt->data)[i];
+      if (e.loss == SW_LOSS_SOFTMAX_CE) ((int64_t *)label)[i] = (int64_t)y;
+      else ((float *)label)[i] = (float)y;
+    }
+    const sw_batch_tensor *slice = NULL;
+    if (opt->slice) {
+      slice = sw_batch_find(b, opt->slice);
+      int64_t per = 1;
+      for (int d = 1; slice && d < slice->rank; d++) per *= slice->shape[d];
+      if (!slice || per != 1) {
+        st = sw_error(SW_STATUS_INVALID, "--slice %s: the dataset has no single-valued numeric or categorical feature of that name",
+                      opt->slice);
+        break;
+      }
+    }
+    for (size_t i = 0; i < b->n && !st; i++) {
+      st = acc_add(&e, &e.acc[0], out, label, i);
+      if (slice && !st) {
+        char key[256];
+        slice_key(ds, opt->slice, slice, i, key, sizeof key);
+        accumulator *a = slice_acc(&e, key);
+        st = a ? acc_add(&e, a, out, label, i) : sw_error(SW_STATUS_NOMEM, "out of memory");
+      }
+    }
+  }
+  if (st == SW_STATUS_EOF) st = SW_STATUS_OK;
+  if (st) goto out;
+  res = json_pack("{s:s, s:s, s:s, s:I}", "model", opt->model_ref, "dataset", sw_dataset_sha256(ds), "split", split,
+                  "examples", (json_int_t)e.acc[0].count);
+  json_object_set_new(res, "metrics", acc_metrics(&e, &e.acc[0]));
+  if (e.loss == SW_LOSS_SOFTMAX_CE) {
+    json_t *pc = json_array(), *conf = json_array();
+    for (int64_t c = 0; c < e.k; c++) {
+      char name[32];
+      snprintf(name, sizeof name, "%lld", (long long)c);
+      json_array_append_new(pc, json_pack("{s:s, s:f, s:f, s:I}", "class",
+                                          (int64_t)lf->n_classes > c ? lf->class_names[c] : name, "precision",
+                                          sw_metrics_precision(&e.acc[0].cm, c), "recall",
+                                          sw_metrics_recall(&e.acc[0].cm, c), "support",
+                                          (json_int_t)sw_metrics_support(&e.acc[0].cm, c)));
+      json_t *row = json_array();
+      for (int64_t d = 0; d < e.k; d++) json_array_append_new(row, json_integer(e.acc[0].cm.confusion[c * e.k + d]));
+      json_array_append_new(conf, row);
+    }
+    json_object_set_new(res, "per_class", pc);
+    json_object_set_new(res, "confusion", conf);
+  }
+  if (opt->slice) {
+    json_t *slices = json_object();
+    for (size_t i = 1; i < e.n_acc; i++)
+      json_object_set_new(slices, e.acc[i].key, json_pack("{s:I, s:o}", "examples", (json_int_t)e.acc[i].count,
+                                                          "metrics", acc_metrics(&e, &e.acc[i])));
+    json_object_set_new(res, "slices", slices);
+  }
+  *result = res;
+  res = NULL;
+out:
+  for (size_t i = 0; i < e.n_acc; i++) acc_free(&e.acc[i]);
+  sw_free(e.acc);
+  sw_free(out);
+  sw_free(label);
+  json_decref(res);
+  json_decref(hold);
+  json_decref(meta);
+  sw_reader_close(r);
+  sw_dataset_close(ds);
+  sw_free(outputs);
+  sw_graph_free(g);
   return st;
 }

@@ -3,6 +3,7 @@
  * the model takes raw features, DESIGN.md) and whose parameters start from the
  * counter-based RNG. Also the model's parameters on disk (safetensors) and their hash. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "slipway/train.h"
@@ -723,5 +724,36 @@ sw_status sw_model_load(sw_model *m, const char *path) {
     }
   }
   sw_safetensors_close(sf);
+  return st;
+}
+
+/* ---- the ONNX artifact ------------------------------------------------------------------ */
+
+sw_status sw_model_export_onnx(const sw_model *m, const sw_model_spec *spec, const sw_dataset *ds, const char *run_id,
+                               const char *path) {
+  json_t *classes = json_array(), *features = json_array();
+  char *classes_s = NULL, *features_s = NULL;
+  sw_status st = SW_STATUS_OK;
+  if (!classes || !features) goto nomem;
+  const sw_feature_spec *lf = sw_schema_find(sw_dataset_schema(ds), spec->label);
+  if (lf && spec->loss == SW_LOSS_SOFTMAX_CE)
+    for (size_t i = 0; i < lf->n_classes; i++) json_array_append_new(classes, json_string(lf->class_names[i]));
+  for (size_t i = 0; i < spec->n_inputs; i++) json_array_append_new(features, json_string(spec->inputs[i].feature));
+  classes_s = json_dumps(classes, JSON_COMPACT);
+  features_s = json_dumps(features, JSON_COMPACT);
+  if (!classes_s || !features_s) goto nomem;
+  sw_onnx_meta meta[4] = {{"slipway.class_names", classes_s},
+                          {"slipway.input_features", features_s},
+                          {"slipway.run", run_id ? run_id : ""},
+                          {"slipway.model", spec->name}};
+  st = sw_onnx_export(m->g, &m->output, 1, meta, 4, path);
+  goto out;
+nomem:
+  st = sw_error(SW_STATUS_NOMEM, "out of memory");
+out:
+  free(classes_s); /* jansson's allocator */
+  free(features_s);
+  json_decref(classes);
+  json_decref(features);
   return st;
 }

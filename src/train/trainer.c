@@ -452,6 +452,12 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
   sw_free(path);
   path = NULL;
   if (st) goto out;
+  /* the artifact: the same weights give the same bytes (no timestamps) */
+  path = sw_path_join(opt->out_dir, "model.onnx");
+  st = path ? sw_model_export_onnx(t.model, t.spec, t.ds, hex, path) : sw_error(SW_STATUS_NOMEM, "out of memory");
+  sw_free(path);
+  path = NULL;
+  if (st) goto out;
   char finished[32];
   iso_now(finished, sizeof finished);
   run = run_doc(&t, started, "finished");
