@@ -205,3 +205,21 @@ def test_onnxruntime_probabilities_match_numpy_mlp(ort, runs, test_split, tmp_pa
     ref = np.exp(h) / np.exp(h).sum(axis=1, keepdims=True)
     d = norm_diff(probs.astype(np.float64), ref)
     assert d <= 1e-5, d
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_onnxruntime_outputs_match_our_engine(slipway, ort, runs, dataset, test_split, tmp_path, kind):
+    """The issue's check: ONNX Runtime on our model.onnx against our engine on the run,
+    within 1e-5 norm-wise, on the first 1,000 test examples."""
+    x, _ = test_split
+    x = x[:1000]
+    width = [784] if kind == "mlp" else [1, 28, 28]
+    theirs = ort_run(ort, runs[kind] / "model.onnx", x, width, tmp_path)
+    inp = tmp_path / "instances.json"
+    inp.write_text(json.dumps({"instances": x.astype(int).tolist()}))
+    r = run_slipway(slipway, "predict", "--model", runs[kind], "--data", dataset, "--input", inp, timeout=600)
+    assert r.returncode == 0, r.stderr
+    ours = np.array(json.loads(r.stdout)["predictions"], dtype=np.float64)
+    assert ours.shape == theirs.shape
+    d = norm_diff(theirs.astype(np.float64), ours)
+    assert d <= 1e-5, d
