@@ -97,9 +97,13 @@ sw_status sw__cpu_fwd_GEMM(sw_graph *g, sw__node *node) {
     /* Y = beta * broadcast(C), then sgemm adds alpha * A B */
     float *y = F32(node);
     int64_t out[2] = {m, n};
-    broadcast_walk w;
-    walk_init(&w, c, NULL, 2, out);
-    for (int64_t i = 0; i < m * n; i++, walk_next(&w)) y[i] = F32(c)[w.oa];
+    if (sw__elements(c->rank, c->shape) == n && (c->rank == 1 || c->shape[0] == 1)) {
+      for (int64_t i = 0; i < m; i++) memcpy(y + i * n, F32(c), (size_t)n * sizeof *y); /* a bias row */
+    } else {
+      broadcast_walk w;
+      walk_init(&w, c, NULL, 2, out);
+      for (int64_t i = 0; i < m * n; i++, walk_next(&w)) y[i] = F32(c)[w.oa];
+    }
     beta = at->beta;
   }
   cblas_sgemm(CblasRowMajor, at->trans_a ? CblasTrans : CblasNoTrans, at->trans_b ? CblasTrans : CblasNoTrans,
