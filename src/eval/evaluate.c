@@ -91,6 +91,35 @@ static json_t *acc_metrics(const evaluation *e, const accumulator *a) {
   return m;
 }
 
+/* The metrics, per-class table, confusion matrix and slices of an evaluation into res. */
+static void add_results(json_t *res, const evaluation *e, const sw_feature_spec *lf, bool slices) {
+  json_object_set_new(res, "metrics", acc_metrics(e, &e->acc[0]));
+  if (e->loss == SW_LOSS_SOFTMAX_CE) {
+    json_t *pc = json_array(), *conf = json_array();
+    for (int64_t c = 0; c < e->k; c++) {
+      char name[32];
+      snprintf(name, sizeof name, "%lld", (long long)c);
+      json_array_append_new(pc, json_pack("{s:s, s:f, s:f, s:I}", "class",
+                                          lf && (int64_t)lf->n_classes > c ? lf->class_names[c] : name, "precision",
+                                          sw_metrics_precision(&e->acc[0].cm, c), "recall",
+                                          sw_metrics_recall(&e->acc[0].cm, c), "support",
+                                          (json_int_t)sw_metrics_support(&e->acc[0].cm, c)));
+      json_t *row = json_array();
+      for (int64_t d = 0; d < e->k; d++) json_array_append_new(row, json_integer(e->acc[0].cm.confusion[c * e->k + d]));
+      json_array_append_new(conf, row);
+    }
+    json_object_set_new(res, "per_class", pc);
+    json_object_set_new(res, "confusion", conf);
+  }
+  if (slices) {
+    json_t *sl = json_object();
+    for (size_t i = 1; i < e->n_acc; i++)
+      json_object_set_new(sl, e->acc[i].key, json_pack("{s:I, s:o}", "examples", (json_int_t)e->acc[i].count,
+                                                       "metrics", acc_metrics(e, &e->acc[i])));
+    json_object_set_new(res, "slices", sl);
+  }
+}
+
 /* The slice key of example i: the feature's value, by its name when it has one. */
 static void slice_key(const sw_dataset *ds, const char *feature, const sw_batch_tensor *t, size_t i, char *buf, size_t n) {
   const sw_feature_spec *fs = sw_schema_find(sw_dataset_schema(ds), feature);
@@ -198,32 +227,7 @@ sw_status sw_eval_run(const sw_eval_options *opt, json_t **result) {
   if (st) goto out;
   res = json_pack("{s:s, s:s, s:s, s:I}", "model", opt->model_ref, "dataset", sw_dataset_sha256(ds), "split", split,
                   "examples", (json_int_t)e.acc[0].count);
-  json_object_set_new(res, "metrics", acc_metrics(&e, &e.acc[0]));
-  if (e.loss == SW_LOSS_SOFTMAX_CE) {
-    const sw_feature_spec *lf = sw_schema_find(sw_dataset_schema(ds), spec->label);
-    json_t *pc = json_array(), *conf = json_array();
-    for (int64_t c = 0; c < e.k; c++) {
-      char name[32];
-      snprintf(name, sizeof name, "%lld", (long long)c);
-      json_array_append_new(pc, json_pack("{s:s, s:f, s:f, s:I}", "class",
-                                          lf && (int64_t)lf->n_classes > c ? lf->class_names[c] : name, "precision",
-                                          sw_metrics_precision(&e.acc[0].cm, c), "recall",
-                                          sw_metrics_recall(&e.acc[0].cm, c), "support",
-                                          (json_int_t)sw_metrics_support(&e.acc[0].cm, c)));
-      json_t *row = json_array();
-      for (int64_t d = 0; d < e.k; d++) json_array_append_new(row, json_integer(e.acc[0].cm.confusion[c * e.k + d]));
-      json_array_append_new(conf, row);
-    }
-    json_object_set_new(res, "per_class", pc);
-    json_object_set_new(res, "confusion", conf);
-  }
-  if (opt->slice) {
-    json_t *slices = json_object();
-    for (size_t i = 1; i < e.n_acc; i++)
-      json_object_set_new(slices, e.acc[i].key, json_pack("{s:I, s:o}", "examples", (json_int_t)e.acc[i].count,
-                                                          "metrics", acc_metrics(&e, &e.acc[i])));
-    json_object_set_new(res, "slices", slices);
-  }
+  add_results(res, &e, sw_schema_find(sw_dataset_schema(ds), spec->label), opt->slice != NULL);
   *result = res;
   res = NULL;
 out:
@@ -430,31 +434,7 @@ static sw_status eval_onnx(const sw_eval_options *opt, json_t **result) {
   if (st) goto out;
   res = json_pack("{s:s, s:s, s:s, s:I}", "model", opt->model_ref, "dataset", sw_dataset_sha256(ds), "split", split,
                   "examples", (json_int_t)e.acc[0].count);
-  json_object_set_new(res, "metrics", acc_metrics(&e, &e.acc[0]));
-  if (e.loss == SW_LOSS_SOFTMAX_CE) {
-    json_t *pc = json_array(), *conf = json_array();
-    for (int64_t c = 0; c < e.k; c++) {
-      char name[32];
-      snprintf(name, sizeof name, "%lld", (long long)c);
-      json_array_append_new(pc, json_pack("{s:s, s:f, s:f, s:I}", "class",
-                                          (int64_t)lf->n_classes > c ? lf->class_names[c] : name, "precision",
-                                          sw_metrics_precision(&e.acc[0].cm, c), "recall",
-                                          sw_metrics_recall(&e.acc[0].cm, c), "support",
-                                          (json_int_t)sw_metrics_support(&e.acc[0].cm, c)));
-      json_t *row = json_array();
-      for (int64_t d = 0; d < e.k; d++) json_array_append_new(row, json_integer(e.acc[0].cm.confusion[c * e.k + d]));
-      json_array_append_new(conf, row);
-    }
-    json_object_set_new(res, "per_class", pc);
-    json_object_set_new(res, "confusion", conf);
-  }
-  if (opt->slice) {
-    json_t *slices = json_object();
-    for (size_t i = 1; i < e.n_acc; i++)
-      json_object_set_new(slices, e.acc[i].key, json_pack("{s:I, s:o}", "examples", (json_int_t)e.acc[i].count,
-                                                          "metrics", acc_metrics(&e, &e.acc[i])));
-    json_object_set_new(res, "slices", slices);
-  }
+  add_results(res, &e, lf, opt->slice != NULL);
   *result = res;
   res = NULL;
 out:

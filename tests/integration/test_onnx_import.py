@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # python3-torch, installed by scripts/install-deps: a missing one fails
 nn = torch.nn
 
 from conftest import describe  # noqa: E402
