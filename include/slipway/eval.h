@@ -28,6 +28,88 @@ typedef struct {
  * Metrics that do not apply are left out. */
 sw_status sw_eval_run(const sw_eval_options *opt, json_t **result);
 
+/* ---- policies and promotion gates (src/eval/policy.c, gate.c) ------------------------
+ * A policy is one YAML file (DESIGN.md) with a primary `metric` and three optional
+ * sections: `gate` (slipway registry promote), `rollout` (slipway rollout) and
+ * `monitor` (slipway monitor). Metric names are the keys of `eval --json`'s "metrics". */
+
+typedef struct {
+  char *metric;    /* a metric name */
+  double value;    /* the threshold (for max_drop: how much worse, >= 0) */
+  bool relative;   /* max_drop only: value is a fraction of the baseline (written "1%") */
+} sw_threshold;
+
+typedef struct {
+  char *slice;          /* "FEATURE=VALUE" */
+  sw_threshold *min, *max;
+  size_t n_min, n_max;
+} sw_slice_thresholds;
+
+typedef struct {
+  bool present;                /* the file has a gate: section */
+  char *split;                 /* default "test" */
+  sw_threshold *min, *max, *max_drop;
+  size_t n_min, n_max, n_max_drop;
+  sw_slice_thresholds *slices;
+  size_t n_slices;
+} sw_gate_policy;
+
+typedef struct {
+  bool present;
+  int *steps;                  /* traffic percentages, increasing, last 100; default 1,5,25,50,100 */
+  size_t n_steps;
+  int64_t min_requests_per_step; /* default 500 */
+  double max_step_seconds;       /* default 600 */
+  double alpha;                  /* default 0.01 */
+  double slo_p99_ms;             /* < 0: none */
+  double slo_error_rate;         /* < 0: none */
+} sw_rollout_policy;
+
+typedef struct {
+  bool present;
+  double every_seconds;          /* default 600 ("10m"; accepts s, m, h) */
+  sw_threshold *max_drop;
+  size_t n_max_drop;
+  double drift_psi, drift_js;    /* defaults 0.1, 0.1 */
+  int64_t drift_window;          /* default 2000 */
+  double drift_share;            /* default 0.5 */
+} sw_monitor_policy;
+
+typedef struct {
+  char *metric;                  /* default "accuracy" */
+  sw_gate_policy gate;
+  sw_rollout_policy rollout;
+  sw_monitor_policy monitor;
+} sw_policy;
+
+/* True when a larger value of the metric is better (accuracy, auc), false when smaller
+ * is (log_loss, rmse, mae). Unknown names: false, with *known = false. */
+bool sw_metric_higher_is_better(const char *metric, bool *known);
+
+/* Parses and validates a policy (unknown keys, unknown metric names, wrong types and
+ * out-of-range values are errors naming the key). On success *out is the caller's, to be
+ * freed with sw_policy_free; on error *out is NULL and *err (caller frees) says why. */
+sw_status sw_policy_load(const char *path, sw_policy **out, char **err);
+/* The same from a parsed JSON/YAML tree (the admin API posts a policy as JSON). */
+sw_status sw_policy_from_json(const json_t *policy, sw_policy **out, char **err);
+/* The policy back as JSON, defaults filled in (for the registry and status output). */
+json_t *sw_policy_to_json(const sw_policy *p);
+void sw_policy_free(sw_policy *p);
+
+/* Judges a candidate's evaluation (the object sw_eval_run returns) against the gate,
+ * with value thresholds and per-slice thresholds, and change thresholds (max_drop)
+ * against the baseline's evaluation on the same split (NULL: no baseline, so change
+ * thresholds are not checked and are listed as skipped). Returns (caller owns):
+ *   {"passed": bool, "split": S,
+ *    "checks": [{"metric", "slice"?, "kind": "min"|"max"|"max_drop", "threshold",
+ *                "relative"?, "value", "baseline"?, "passed", "reason"}],
+ *    "failed": ["accuracy 0.81 < min 0.88", ...]}
+ * A gate with no threshold that can be checked refuses ("passed": false, a reason
+ * saying so) rather than blessing blindly; a metric the evaluation lacks fails its
+ * check with that reason. Errors only on a malformed evaluation object. */
+sw_status sw_gate_judge(const sw_gate_policy *gate, const json_t *candidate, const json_t *baseline,
+                        json_t **decision);
+
 #ifdef __cplusplus
 }
 #endif
