@@ -103,6 +103,10 @@ char *sw_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void sw_alloc_fail_after(long n);
 /* Number of allocations made through sw_malloc & co. not yet freed. */
 long sw_alloc_live(void);
+/* While counter is set (NULL: stop), the bytes the calling thread allocates through
+ * sw_malloc & co. (as malloc_usable_size counts them) are added to *counter: what a
+ * model version's load allocated is its memory. */
+void sw_alloc_count_bytes(int64_t *counter);
 
 /* A growable array of bytes, used as a string builder too. */
 typedef struct {

@@ -1,4 +1,5 @@
 /* The one allocation wrapper: lets tests fail the Nth allocation and count leaks. */
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,17 @@ static bool should_fail(void) {
   return c == 1;
 }
 
+/* Bytes allocated by this thread go to this counter while it is set (the model
+ * server measures what a version's load allocates). */
+static _Thread_local int64_t *byte_counter;
+
+void sw_alloc_count_bytes(int64_t *counter) { byte_counter = counter; }
+
+static void *counted(void *p) {
+  if (p && byte_counter) *byte_counter += (int64_t)malloc_usable_size(p);
+  return p;
+}
+
 void sw_alloc_fail_after(long n) { atomic_store(&fail_countdown, n > 0 ? n : 0); }
 
 long sw_alloc_live(void) { return atomic_load(&live); }
@@ -24,24 +36,28 @@ void *sw_malloc(size_t n) {
   if (should_fail()) return NULL;
   void *p = malloc(n ? n : 1);
   if (p) atomic_fetch_add(&live, 1);
-  return p;
+  return counted(p);
 }
 
 void *sw_calloc(size_t count, size_t size) {
   if (should_fail()) return NULL;
   void *p = calloc(count ? count : 1, size ? size : 1);
   if (p) atomic_fetch_add(&live, 1);
-  return p;
+  return counted(p);
 }
 
 void *sw_realloc(void *p, size_t n) {
   if (!p) return sw_malloc(n);
   if (should_fail()) return NULL;
-  return realloc(p, n ? n : 1);
+  if (byte_counter) *byte_counter -= (int64_t)malloc_usable_size(p);
+  void *q = realloc(p, n ? n : 1);
+  if (!q && byte_counter) *byte_counter += (int64_t)malloc_usable_size(p);
+  return counted(q);
 }
 
 void sw_free(void *p) {
   if (!p) return;
+  if (byte_counter) *byte_counter -= (int64_t)malloc_usable_size(p);
   atomic_fetch_sub(&live, 1);
   free(p);
 }

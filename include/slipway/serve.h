@@ -1,0 +1,192 @@
+/* slipway model server: the catalog of servable model versions, the model manager
+ * (load, warm up, atomic swap, unload), the per-version batcher, the request body
+ * parsers and the HTTP front that speaks TensorFlow Serving's REST API and the v2
+ * (Open Inference) protocol. Stands on nn and base. */
+#ifndef SLIPWAY_SERVE_H
+#define SLIPWAY_SERVE_H
+
+#include "slipway/base.h"
+#include "slipway/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- catalog: where servable versions come from ---------------------------------- */
+
+/* One version of one model, as a catalog lists it. */
+typedef struct {
+  char *name;
+  int64_t version;
+  char *path;                        /* the ONNX artifact */
+  char sha256[SW_SHA256_HEX_LEN];    /* the artifact's expected SHA-256 ("" = not known) */
+  bool serve;                        /* the default policy serves this version */
+  char **labels;                     /* aliases pointing at it ("production", ...) */
+  size_t n_labels;
+} sw_catalog_version;
+
+/* A source of model versions behind a table of functions (a set of files today, the
+ * registry once it is in). The model manager calls list() at start and whenever
+ * generation() changes, from one thread at a time. */
+typedef struct {
+  /* Every version the catalog knows, into a new array (*out, freed with
+   * sw_catalog_versions_free). The catalog sets .serve on the version its default
+   * policy serves, at most one per model. */
+  sw_status (*list)(void *self, sw_catalog_version **out, size_t *n);
+  /* A number that changes whenever list() would answer differently; cheap (the
+   * manager calls it every --poll seconds). */
+  sw_status (*generation)(void *self, uint64_t *out);
+  void (*free)(void *self);
+} sw_catalog_ops;
+
+typedef struct {
+  const sw_catalog_ops *ops;
+  void *self;
+} sw_catalog;
+
+void sw_catalog_versions_free(sw_catalog_version *v, size_t n);
+/* Deep copy of one entry into *dst (caller frees with sw_catalog_versions_free(dst, 1)
+ * semantics: the fields, not dst itself, are freed by sw_catalog_version_clear). */
+sw_status sw_catalog_version_copy(const sw_catalog_version *src, sw_catalog_version *dst);
+void sw_catalog_version_clear(sw_catalog_version *v);
+void sw_catalog_close(sw_catalog *c); /* NULL and a zeroed catalog are no-ops */
+
+/* A catalog of ONNX files named on the command line (`--model-file NAME=PATH`, in
+ * order: the versions of one name are numbered 1, 2, ... by the order they come in) and
+ * labels (`--label NAME@LABEL=V`). Each file's SHA-256 is taken here, once, and checked
+ * again when the version is loaded. The default policy serves the version labelled
+ * "production", else the latest. On error *out is untouched. */
+typedef struct sw_file_catalog sw_file_catalog;
+sw_status sw_file_catalog_new(sw_catalog *out);
+sw_status sw_file_catalog_add_file(sw_catalog *c, const char *name, const char *path);
+sw_status sw_file_catalog_add_label(sw_catalog *c, const char *name, const char *label, int64_t version);
+
+/* Model names: 1 to 128 characters of [A-Za-z0-9._-], starting with a letter or digit. */
+bool sw_serve_name_valid(const char *name, size_t len);
+
+/* ---- request bodies (the parsers a network peer reaches; fuzzed) ------------------- */
+
+/* A rectangular array of numbers found in a JSON body by the fast path. The values are
+ * exactly what strtod gives for each literal (integers as jansson reads them: through
+ * int64), so a float cast gives the bits `slipway predict` would feed. */
+typedef struct {
+  double *v;
+  size_t n;
+  int rank;
+  int64_t shape[SW_NN_MAX_RANK];
+  bool all_int; /* every literal was an integer within +-2^53 */
+} sw_numarr;
+
+/* A parsed JSON body: jansson's tree, in which every rectangular array of numbers has
+ * been replaced by a string placeholder that sw_body_numarr turns back into the array
+ * (so the numbers never become json_t nodes), and NaN/Infinity/-Infinity are accepted
+ * where numbers may be, as TensorFlow Serving accepts them. */
+typedef struct {
+  json_t *root;
+  sw_numarr *arrays;
+  size_t n_arrays;
+} sw_body;
+
+/* Parses text (need not be NUL-terminated). FORMAT with "line L column C: why" on bad
+ * JSON. On error *out is zeroed. */
+sw_status sw_body_parse(const char *text, size_t len, sw_body *out);
+void sw_body_free(sw_body *b);
+/* The array a placeholder stands for; NULL when v is not one. */
+const sw_numarr *sw_body_numarr(const sw_body *b, const json_t *v);
+
+/* What a model takes and gives, as the request parsers need it. */
+#define SW_SERVE_MAX_IO 16
+typedef struct {
+  const char *name;
+  sw_dtype dtype;
+  int rank;                      /* per example, without the batch dimension */
+  int64_t shape[SW_NN_MAX_RANK]; /* per example */
+  int64_t per;                   /* elements per example */
+} sw_serve_io;
+
+typedef struct {
+  size_t n_in, n_out;
+  sw_serve_io in[SW_SERVE_MAX_IO];
+  sw_serve_io out[SW_SERVE_MAX_IO];
+} sw_serve_signature;
+
+/* The inputs of one request: rows examples, one buffer per model input in its dtype
+ * (rows * per elements), in the signature's order. */
+typedef struct {
+  int64_t rows;
+  void *in[SW_SERVE_MAX_IO];
+  /* v2: which outputs were asked for (all when none named) and whether as binary */
+  bool want_out[SW_SERVE_MAX_IO];
+  bool binary_out[SW_SERVE_MAX_IO];
+  char *id; /* v2 request "id", echoed */
+  bool columnar; /* TF Serving: answer {"outputs": ...} rather than {"predictions": ...} */
+} sw_serve_inputs;
+
+void sw_serve_inputs_clear(sw_serve_inputs *in, size_t n_in);
+
+/* TF Serving's :predict body ({"instances": ...} rows or {"inputs": ...} columns) and
+ * :classify body ({"examples": [{INPUT: value}]}). FORMAT/INVALID with a message for
+ * the client (no paths). */
+sw_status sw_serve_parse_predict(const char *body, size_t len, const sw_serve_signature *sig, sw_serve_inputs *out);
+sw_status sw_serve_parse_classify(const char *body, size_t len, const sw_serve_signature *sig, sw_serve_inputs *out);
+/* v2 infer; header_len is Inference-Header-Content-Length (0: the whole body is JSON),
+ * the binary tensors follow the JSON header in the order of the inputs that declare
+ * "binary_data_size". */
+sw_status sw_serve_parse_infer(const char *body, size_t len, size_t header_len, const sw_serve_signature *sig,
+                               sw_serve_inputs *out);
+
+/* One ground-truth label of a feedback body: a class index, a class name or a number. */
+typedef struct {
+  char *id;
+  int64_t row;       /* which example of the request (0 unless labels were a list) */
+  bool is_name;
+  char *name;        /* class name */
+  double value;      /* class index or regression target */
+} sw_feedback_item;
+
+/* {"feedback": [{"id": ID, "label": L | [L, ...]}, ...]} into a new array (free with
+ * sw_feedback_items_free). */
+sw_status sw_serve_parse_feedback(const char *body, size_t len, sw_feedback_item **out, size_t *n);
+void sw_feedback_items_free(sw_feedback_item *items, size_t n);
+
+/* ---- the server -------------------------------------------------------------------- */
+
+typedef struct {
+  const char *listen;        /* "HOST:PORT"; default "127.0.0.1:8501"; port 0 picks one */
+  int http_threads;          /* libmicrohttpd pool threads (0: cores) */
+  int compute_threads;       /* engine threads per loaded version (default 1) */
+  int max_batch;             /* rows per forward pass (1: batching off; default 32) */
+  int64_t batch_timeout_us;  /* how long a batch waits to fill (default 0: take what is queued) */
+  int max_queue;             /* requests waiting per version before 429 (default 256) */
+  size_t max_body;           /* bytes (default 64 MiB) */
+  unsigned timeout_s;        /* idle/slow connection timeout (default 30) */
+  double poll_s;             /* how often the catalog is checked (default 2) */
+  const char *admin_token;   /* the admin bearer token (required) */
+  size_t feedback_capacity;  /* request ids remembered for feedback (default 100000) */
+  double feedback_ttl_s;     /* and for how long (default 3600) */
+  const char **only;         /* --model NAME[:V|@ALIAS]; NULL/0: every model */
+  size_t n_only;
+} sw_serve_config;
+
+void sw_serve_config_default(sw_serve_config *c);
+
+typedef struct sw_server sw_server;
+
+/* Starts listening, then loads what the catalog says to serve (live at once, ready once
+ * every version is loaded and warmed up). The server owns cat from here on, even on
+ * error. */
+sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server **out);
+uint16_t sw_server_port(const sw_server *s);
+/* Follows the catalog: when its generation changed, loads what it now says to serve,
+ * swaps, unloads what it no longer serves. Call every poll_s seconds. */
+sw_status sw_server_poll(sw_server *s);
+double sw_server_poll_interval(const sw_server *s);
+/* Stops accepting connections and waits up to timeout_s for requests in flight. */
+void sw_server_drain(sw_server *s, double timeout_s);
+/* Stops everything and frees every version. NULL is a no-op. */
+void sw_server_free(sw_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,881 @@
+/* Request bodies of the model server. The numbers of a request are its hot path: a scan
+ * over the JSON text lifts every rectangular array of numbers out (parsed straight into
+ * doubles, exactly as strtod would) and leaves a short placeholder string in its place,
+ * so jansson only builds the few nodes around them. Then the TF Serving (:predict,
+ * :classify), v2 (infer, with the binary tensor extension) and feedback shapes. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slipway/serve.h"
+
+/* A placeholder is the JSON string "\u0001K" (K the array's index). No client string
+ * can collide with it unless it holds the escape \u0001 itself: then the scan gives up
+ * and the whole body goes to jansson alone. */
+#define PLACEHOLDER_MARK '\x01'
+#define MAX_ARRAYS 4096
+
+typedef struct {
+  const char *p, *end;
+  sw_buf out;
+  sw_numarr *arrays;
+  size_t n_arrays, cap_arrays;
+  bool collision;
+  sw_status st;
+} scan;
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                       1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* One number literal at *pp (JSON grammar, plus NaN, Infinity, -Infinity). The value is
+ * strtod's: Clinger's fast path when the digits fit 2^53 and the power of ten is exact
+ * (then one correctly rounded operation is the correctly rounded result), strtod
+ * otherwise. Integer literals go through int64 as jansson reads them (so "-0" is +0).
+ * False when the text is not a number this path takes (jansson will judge it). */
+static bool parse_number(const char **pp, const char *end, double *v, bool *is_int) {
+  const char *p = *pp, *start = p;
+  bool neg = false;
+  if (p < end && *p == '-') {
+    neg = true;
+    p++;
+  }
+  if (end - p >= 3 && !memcmp(p, "NaN", 3) && !neg) {
+    *v = NAN;
+    *is_int = false;
+    *pp = p + 3;
+    return true;
+  }
+  if (end - p >= 8 && !memcmp(p, "Infinity", 8)) {
+    *v = neg ? -INFINITY : INFINITY;
+    *is_int = false;
+    *pp = p + 8;
+    return true;
+  }
+  if (p >= end || !is_digit(*p)) return false;
+  /* up to 19 significant digits in mant; the scale of what is kept in scale10 */
+  uint64_t mant = 0;
+  int sig = 0, int_digits = 0;
+  long scale10 = 0;
+  bool integer = true, truncated = false;
+  if (*p == '0') {
+    p++;
+    if (p < end && is_digit(*p)) return false; /* no leading zeros */
+  } else {
+    while (p < end && is_digit(*p)) {
+      if (sig < 19) {
+        mant = mant * 10 + (uint64_t)(*p - '0');
+        sig++;
+      } else {
+        scale10++;
+        truncated |= *p != '0';
+      }
+      int_digits++;
+      p++;
+    }
+  }
+  if (p < end && *p == '.') {
+    integer = false;
+    p++;
+    if (p >= end || !is_digit(*p)) return false;
+    while (p < end && is_digit(*p)) {
+      if (!mant && *p == '0') {
+        scale10--;
+      } else if (sig < 19) {
+        mant = mant * 10 + (uint64_t)(*p - '0');
+        sig++;
+        scale10--;
+      } else {
+        truncated |= *p != '0';
+      }
+      p++;
+    }
+  }
+  long exp10 = 0;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    integer = false;
+    p++;
+    bool eneg = false;
+    if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+    if (p >= end || !is_digit(*p)) return false;
+    while (p < end && is_digit(*p)) {
+      if (exp10 < 100000) exp10 = exp10 * 10 + (*p - '0');
+      p++;
+    }
+    if (eneg) exp10 = -exp10;
+  }
+  *pp = p;
+  *is_int = integer;
+  if (integer) {
+    /* jansson: strtoll, "too big integer" past int64; we leave those to it */
+    if (int_digits > 18) return false;
+    int64_t iv = neg ? -(int64_t)mant : (int64_t)mant;
+    if (mant > (1ull << 53)) return false; /* keep all_int exact in a double */
+    *v = (double)iv;
+    return true;
+  }
+  long e = exp10 + scale10;
+  if (!truncated && mant <= (1ull << 53) && e >= -22 && e <= 22) {
+    double d = (double)mant;
+    d = e < 0 ? d / pow10_exact[-e] : d * pow10_exact[e];
+    *v = neg ? -d : d;
+    return true;
+  }
+  /* the rest: strtod on a NUL-terminated copy of the literal */
+  char tmp[128];
+  size_t n = (size_t)(p - start);
+  if (n >= sizeof tmp) return false;
+  memcpy(tmp, start, n);
+  tmp[n] = '\0';
+  errno = 0;
+  double d = strtod(tmp, NULL);
+  if (errno == ERANGE && isinf(d)) return false; /* jansson: "real number overflow" */
+  *v = d;
+  return true;
+}
+
+static void skip_ws(const char **pp, const char *end) {
+  const char *p = *pp;
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+  *pp = p;
+}
+
+/* Tries to read a rectangular array of numbers at *pp ('['). On success appends it to
+ * s->arrays and moves *pp past it; otherwise leaves everything as it was. */
+static bool numeric_array(scan *s, const char **pp) {
+  const char *p = *pp, *end = s->end;
+  int64_t count[SW_NN_MAX_RANK] = {0};
+  int64_t shape[SW_NN_MAX_RANK];
+  int rank = -1, depth = 0;
+  sw_buf vals = {0};
+  bool all_int = true;
+  for (int d = 0; d < SW_NN_MAX_RANK; d++) shape[d] = -1;
+  for (;;) {
+    skip_ws(&p, end);
+    if (p >= end) goto fail;
+    if (*p == '[') {
+      if (depth == SW_NN_MAX_RANK) goto fail;
+      if (rank >= 0 && depth >= rank) goto fail; /* deeper than the first leaf */
+      count[depth++] = 0;
+      p++;
+      skip_ws(&p, end);
+      if (p < end && *p == ']') goto fail; /* empty arrays: leave them to jansson */
+      continue;
+    }
+    /* a leaf number at this depth */
+    if (depth == 0) goto fail;
+    if (rank < 0) rank = depth;
+    else if (depth != rank) goto fail;
+    double v;
+    bool is_int;
+    if (!parse_number(&p, end, &v, &is_int)) goto fail;
+    all_int &= is_int;
+    if (sw_buf_append(&vals, &v, sizeof v)) goto fail;
+    count[depth - 1]++;
+    /* after a value: ',' or one or more ']' each closing a level */
+    for (;;) {
+      skip_ws(&p, end);
+      if (p >= end) goto fail;
+      if (*p == ',') {
+        p++;
+        break;
+      }
+      if (*p != ']') goto fail;
+      p++;
+      int d = depth - 1;
+      if (shape[d] < 0) shape[d] = count[d];
+      else if (shape[d] != count[d]) goto fail; /* ragged */
+      depth--;
+      if (depth == 0) goto done;
+      count[depth - 1]++;
+    }
+    skip_ws(&p, end);
+    if (p < end && *p == '[') {
+      /* the next element of an outer level: it must open down to the leaf level again */
+      continue;
+    }
+  }
+done:
+  if (s->n_arrays == s->cap_arrays) {
+    if (s->n_arrays >= MAX_ARRAYS) goto fail;
+    size_t cap = s->cap_arrays ? s->cap_arrays * 2 : 8;
+    sw_numarr *a = sw_realloc(s->arrays, cap * sizeof *a);
+    if (!a) goto fail;
+    s->arrays = a;
+    s->cap_arrays = cap;
+  }
+  sw_numarr *a = &s->arrays[s->n_arrays++];
+  memset(a, 0, sizeof *a);
+  a->v = (double *)vals.data;
+  a->n = vals.len / sizeof(double);
+  a->rank = rank;
+  for (int d = 0; d < rank; d++) a->shape[d] = shape[d];
+  a->all_int = all_int;
+  *pp = p;
+  return true;
+fail:
+  sw_buf_free(&vals);
+  return false;
+}
+
+/* Copies a JSON string starting at *pp ('"') to the output. */
+static void copy_string(scan *s, const char **pp) {
+  const char *p = *pp + 1, *end = s->end;
+  while (p < end && *p != '"') {
+    if (*p == '\\' && p + 1 < end) {
+      if (p[1] == 'u' && end - p >= 6 && !memcmp(p + 2, "0001", 4)) s->collision = true;
+      p += 2;
+    } else {
+      p++;
+    }
+  }
+  if (p < end) p++;
+  if (sw_buf_append(&s->out, *pp, (size_t)(p - *pp))) s->st = SW_STATUS_NOMEM;
+  *pp = p;
+}
+
+static void placeholder(scan *s) {
+  if (sw_buf_printf(&s->out, "\"\\u0001%zu\"", s->n_arrays - 1)) s->st = SW_STATUS_NOMEM;
+}
+
+static void run_scan(scan *s) {
+  const char *p = s->p, *end = s->end;
+  while (p < end && !s->st) {
+    char c = *p;
+    if (c == '"') {
+      copy_string(s, &p);
+    } else if (c == '[') {
+      if (numeric_array(s, &p)) placeholder(s);
+      else {
+        if (sw_buf_append(&s->out, p, 1)) s->st = SW_STATUS_NOMEM;
+        p++;
+      }
+    } else if (c == 'N' || c == 'I' || (c == '-' && p + 1 < end && p[1] == 'I')) {
+      /* a bare NaN or Infinity: a rank-0 array */
+      double v;
+      bool is_int;
+      const char *q = p;
+      if (parse_number(&q, end, &v, &is_int) && s->n_arrays < MAX_ARRAYS) {
+        sw_buf one = {0};
+        if (s->n_arrays == s->cap_arrays) {
+          size_t cap = s->cap_arrays ? s->cap_arrays * 2 : 8;
+          sw_numarr *a = sw_realloc(s->arrays, cap * sizeof *a);
+          if (!a) {
+            s->st = SW_STATUS_NOMEM;
+            return;
+          }
+          s->arrays = a;
+          s->cap_arrays = cap;
+        }
+        if (sw_buf_append(&one, &v, sizeof v)) {
+          s->st = SW_STATUS_NOMEM;
+          return;
+        }
+        sw_numarr *a = &s->arrays[s->n_arrays++];
+        memset(a, 0, sizeof *a);
+        a->v = (double *)one.data;
+        a->n = 1;
+        placeholder(s);
+        p = q;
+      } else {
+        if (sw_buf_append(&s->out, p, 1)) s->st = SW_STATUS_NOMEM;
+        p++;
+      }
+    } else {
+      /* copy a run of anything else (structure, literals, numbers outside arrays) */
+      const char *q = p + 1;
+      while (q < end && *q != '"' && *q != '[' && *q != 'N' && *q != 'I' && *q != '-') q++;
+      if (sw_buf_append(&s->out, p, (size_t)(q - p))) s->st = SW_STATUS_NOMEM;
+      p = q;
+    }
+  }
+}
+
+static void free_arrays(sw_numarr *a, size_t n) {
+  for (size_t i = 0; i < n; i++) sw_free(a[i].v);
+  sw_free(a);
+}
+
+sw_status sw_body_parse(const char *text, size_t len, sw_body *out) {
+  memset(out, 0, sizeof *out);
+  scan s = {.p = text, .end = text + len};
+  run_scan(&s);
+  if (s.st) {
+    free_arrays(s.arrays, s.n_arrays);
+    sw_buf_free(&s.out);
+    return sw_error(SW_STATUS_NOMEM, "out of memory parsing the body");
+  }
+  json_error_t jerr;
+  json_t *root = NULL;
+  if (!s.collision) root = json_loadb((const char *)s.out.data, s.out.len, 0, &jerr);
+  if (!root) {
+    /* the error's line and column must point into the client's text: parse it again */
+    free_arrays(s.arrays, s.n_arrays);
+    s.arrays = NULL;
+    s.n_arrays = 0;
+    root = json_loadb(text, len, 0, &jerr);
+  }
+  sw_buf_free(&s.out);
+  if (!root) {
+    free_arrays(s.arrays, s.n_arrays);
+    return sw_error(SW_STATUS_FORMAT, "the body is not valid JSON: line %d column %d: %s", jerr.line, jerr.column,
+                    jerr.text);
+  }
+  out->root = root;
+  out->arrays = s.arrays;
+  out->n_arrays = s.n_arrays;
+  return SW_STATUS_OK;
+}
+
+void sw_body_free(sw_body *b) {
+  if (!b) return;
+  json_decref(b->root);
+  free_arrays(b->arrays, b->n_arrays);
+  memset(b, 0, sizeof *b);
+}
+
+const sw_numarr *sw_body_numarr(const sw_body *b, const json_t *v) {
+  const char *s = json_string_value(v);
+  if (!s || s[0] != PLACEHOLDER_MARK || !b->n_arrays) return NULL;
+  char *endp;
+  errno = 0;
+  unsigned long long k = strtoull(s + 1, &endp, 10);
+  if (*endp || errno || k >= b->n_arrays || !is_digit(s[1])) return NULL;
+  return &b->arrays[k];
+}
+
+bool sw_serve_name_valid(const char *name, size_t len) {
+  if (len == 0 || len > 128) return false;
+  for (size_t i = 0; i < len; i++) {
+    char c = name[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || (i > 0 && (c == '.' || c == '_' || c == '-'));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/* ---- tensors out of bodies ------------------------------------------------------- */
+
+void sw_serve_inputs_clear(sw_serve_inputs *in, size_t n_in) {
+  if (!in) return;
+  for (size_t k = 0; k < n_in && k < SW_SERVE_MAX_IO; k++) sw_free(in->in[k]);
+  sw_free(in->id);
+  memset(in, 0, sizeof *in);
+}
+
+/* Stores value v as element i of a buffer of the input's dtype; false when an integer
+ * input is given something else. */
+static bool store(const sw_serve_io *io, void *dst, int64_t i, double v, bool is_int) {
+  if (io->dtype == SW_DTYPE_F32) {
+    ((float *)dst)[i] = (float)v;
+    return true;
+  }
+  if (!is_int) return false;
+  ((int64_t *)dst)[i] = (int64_t)v;
+  return true;
+}
+
+/* Writes the numbers of a nested jansson list (or placeholder) in order; *n counts them
+ * (past cap: stops at cap + 1). */
+static bool flatten(const sw_body *b, const json_t *j, const sw_serve_io *io, void *dst, int64_t cap, int64_t *n,
+                    const char **why) {
+  const sw_numarr *a = sw_body_numarr(b, j);
+  if (a) {
+    if (io->dtype != SW_DTYPE_F32 && !a->all_int) {
+      *why = "needs integers";
+      return false;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+      if (*n >= cap) {
+        *n = cap + 1;
+        return true;
+      }
+      store(io, dst, (*n)++, a->v[i], true);
+    }
+    return true;
+  }
+  if (json_is_array(j)) {
+    size_t i;
+    const json_t *e;
+    json_array_foreach(j, i, e) if (!flatten(b, e, io, dst, cap, n, why)) return false;
+    return true;
+  }
+  if (!json_is_number(j)) {
+    *why = "holds something other than numbers";
+    return false;
+  }
+  if (*n >= cap) {
+    *n = cap + 1;
+    return true;
+  }
+  if (!store(io, dst, *n, json_number_value(j), json_is_integer(j))) {
+    *why = "needs integers";
+    return false;
+  }
+  (*n)++;
+  return true;
+}
+
+static void *alloc_input(const sw_serve_io *io, int64_t rows) {
+  return sw_calloc((size_t)(rows * io->per), sw_dtype_size(io->dtype));
+}
+
+static sw_status count_mismatch(const char *where, const sw_serve_io *io, int64_t n) {
+  return sw_error(SW_STATUS_FORMAT, "%s: input '%s' needs %lld values, got %s%lld", where, io->name, (long long)io->per,
+                  n > io->per ? "more than " : "", (long long)(n > io->per ? io->per : n));
+}
+
+/* A batch of examples of one input: a placeholder [rows, ...] or a list of rows, each a
+ * (nested) list, a placeholder or a number. rows_want < 0: take the count from v. */
+static sw_status fill_batch(const sw_body *b, const json_t *v, const sw_serve_io *io, int64_t *rows, void **dst,
+                            const char *what) {
+  const sw_numarr *a = sw_body_numarr(b, v);
+  int64_t n_rows;
+  if (a) {
+    if (a->rank == 0) return sw_error(SW_STATUS_FORMAT, "%s: input '%s' needs a list of examples", what, io->name);
+    n_rows = a->shape[0];
+  } else if (json_is_array(v)) {
+    n_rows = (int64_t)json_array_size(v);
+  } else {
+    return sw_error(SW_STATUS_FORMAT, "%s: input '%s' needs a list of examples", what, io->name);
+  }
+  if (n_rows == 0) return sw_error(SW_STATUS_FORMAT, "%s: no examples", what);
+  if (*rows >= 0 && *rows != n_rows)
+    return sw_error(SW_STATUS_FORMAT, "%s: input '%s' has %lld examples, another input %lld", what, io->name,
+                    (long long)n_rows, (long long)*rows);
+  *rows = n_rows;
+  void *buf = alloc_input(io, n_rows);
+  if (!buf) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  *dst = buf;
+  if (a) {
+    if ((int64_t)a->n != n_rows * io->per) {
+      int64_t got = (int64_t)a->n / n_rows;
+      return count_mismatch(what, io, got);
+    }
+    if (io->dtype != SW_DTYPE_F32 && !a->all_int) return sw_error(SW_STATUS_FORMAT, "%s: input '%s' needs integers", what, io->name);
+    if (io->dtype == SW_DTYPE_F32) {
+      float *f = buf;
+      for (size_t i = 0; i < a->n; i++) f[i] = (float)a->v[i];
+    } else {
+      int64_t *q = buf;
+      for (size_t i = 0; i < a->n; i++) q[i] = (int64_t)a->v[i];
+    }
+    return SW_STATUS_OK;
+  }
+  size_t esz = sw_dtype_size(io->dtype);
+  for (int64_t r = 0; r < n_rows; r++) {
+    int64_t n = 0;
+    const char *why = "";
+    if (!flatten(b, json_array_get(v, (size_t)r), io, (uint8_t *)buf + (size_t)(r * io->per) * esz, io->per, &n, &why))
+      return sw_error(SW_STATUS_FORMAT, "%s %lld: input '%s' %s", what, (long long)r, io->name, why);
+    if (n != io->per) {
+      char where[64];
+      snprintf(where, sizeof where, "%s %lld", what, (long long)r);
+      return count_mismatch(where, io, n);
+    }
+  }
+  return SW_STATUS_OK;
+}
+
+/* Rows of objects {INPUT: value} (instances of a multi-input model, classify examples). */
+static sw_status fill_objects(const sw_body *b, const json_t *list, const sw_serve_signature *sig, sw_serve_inputs *out,
+                              const char *what) {
+  size_t rows = json_array_size(list);
+  if (!rows) return sw_error(SW_STATUS_FORMAT, "no %ss", what);
+  out->rows = (int64_t)rows;
+  for (size_t k = 0; k < sig->n_in; k++) {
+    const sw_serve_io *io = &sig->in[k];
+    out->in[k] = alloc_input(io, (int64_t)rows);
+    if (!out->in[k]) return sw_error(SW_STATUS_NOMEM, "out of memory");
+    size_t esz = sw_dtype_size(io->dtype);
+    for (size_t r = 0; r < rows; r++) {
+      const json_t *obj = json_array_get(list, r), *v;
+      if (!json_is_object(obj))
+        return sw_error(SW_STATUS_FORMAT, "%s %zu: the model has %zu inputs: give an object {input: value}", what, r, sig->n_in);
+      v = json_object_get(obj, io->name);
+      if (!v && sig->n_in == 1 && json_object_size(obj) == 1) v = json_object_iter_value(json_object_iter((json_t *)obj));
+      if (!v) return sw_error(SW_STATUS_FORMAT, "%s %zu: no value for input '%s'", what, r, io->name);
+      int64_t n = 0;
+      const char *why = "";
+      if (!flatten(b, v, io, (uint8_t *)out->in[k] + r * (size_t)io->per * esz, io->per, &n, &why))
+        return sw_error(SW_STATUS_FORMAT, "%s %zu: input '%s' %s", what, r, io->name, why);
+      if (n != io->per) {
+        char where[64];
+        snprintf(where, sizeof where, "%s %zu", what, r);
+        return count_mismatch(where, io, n);
+      }
+    }
+  }
+  return SW_STATUS_OK;
+}
+
+sw_status sw_serve_parse_predict(const char *text, size_t len, const sw_serve_signature *sig, sw_serve_inputs *out) {
+  memset(out, 0, sizeof *out);
+  sw_body b;
+  sw_status st = sw_body_parse(text, len, &b);
+  if (st) return st;
+  const json_t *inst = json_object_get(b.root, "instances"), *cols = json_object_get(b.root, "inputs");
+  if (!json_is_object(b.root) || (!inst == !cols)) {
+    st = sw_error(SW_STATUS_FORMAT, "the body needs one of \"instances\" (rows) or \"inputs\" (columns)");
+    goto out;
+  }
+  out->rows = -1;
+  if (inst) {
+    if (sig->n_in == 1 && !(json_is_array(inst) && json_is_object(json_array_get(inst, 0))))
+      st = fill_batch(&b, inst, &sig->in[0], &out->rows, &out->in[0], "instance");
+    else if (!json_is_array(inst))
+      st = sw_error(SW_STATUS_FORMAT, "\"instances\" must be a list");
+    else
+      st = fill_objects(&b, inst, sig, out, "instance");
+  } else {
+    out->columnar = true;
+    if (json_is_object(cols)) {
+      for (size_t k = 0; k < sig->n_in && !st; k++) {
+        const json_t *v = json_object_get(cols, sig->in[k].name);
+        if (!v && sig->n_in == 1 && json_object_size(cols) == 1) v = json_object_iter_value(json_object_iter((json_t *)cols));
+        if (!v) st = sw_error(SW_STATUS_FORMAT, "\"inputs\" has no value for input '%s'", sig->in[k].name);
+        else st = fill_batch(&b, v, &sig->in[k], &out->rows, &out->in[k], "example");
+      }
+    } else if (sig->n_in == 1) {
+      st = fill_batch(&b, cols, &sig->in[0], &out->rows, &out->in[0], "example");
+    } else {
+      st = sw_error(SW_STATUS_FORMAT, "the model has %zu inputs: \"inputs\" must be an object {input: value}", sig->n_in);
+    }
+  }
+out:
+  sw_body_free(&b);
+  if (st) sw_serve_inputs_clear(out, sig->n_in);
+  return st;
+}
+
+sw_status sw_serve_parse_classify(const char *text, size_t len, const sw_serve_signature *sig, sw_serve_inputs *out) {
+  memset(out, 0, sizeof *out);
+  sw_body b;
+  sw_status st = sw_body_parse(text, len, &b);
+  if (st) return st;
+  const json_t *ex = json_object_get(b.root, "examples");
+  if (!json_is_array(ex)) st = sw_error(SW_STATUS_FORMAT, "the body needs \"examples\": [{input: value}, ...]");
+  else st = fill_objects(&b, ex, sig, out, "example");
+  sw_body_free(&b);
+  if (st) sw_serve_inputs_clear(out, sig->n_in);
+  return st;
+}
+
+/* ---- v2 infer ------------------------------------------------------------------------ */
+
+static bool int_list(const sw_body *b, const json_t *v, int64_t *dst, int max, int *n) {
+  const sw_numarr *a = sw_body_numarr(b, v);
+  if (a) {
+    if (a->rank != 1 || !a->all_int || a->n > (size_t)max) return false;
+    for (size_t i = 0; i < a->n; i++) dst[i] = (int64_t)a->v[i];
+    *n = (int)a->n;
+    return true;
+  }
+  if (!json_is_array(v) || json_array_size(v) > (size_t)max) return false;
+  size_t i;
+  const json_t *e;
+  json_array_foreach(v, i, e) {
+    if (!json_is_integer(e)) return false;
+    dst[i] = json_integer_value(e);
+  }
+  *n = (int)json_array_size(v);
+  return true;
+}
+
+typedef struct {
+  const char *name;
+  size_t size;
+  bool is_int, is_float;
+} v2_type;
+
+static const v2_type v2_types[] = {{"FP32", 4, false, true}, {"FP64", 8, false, true}, {"INT64", 8, true, false},
+                                   {"INT32", 4, true, false}, {"UINT8", 1, true, false}, {"FP16", 0, false, true}};
+
+static void copy_binary(const sw_serve_io *io, const v2_type *t, const uint8_t *src, int64_t n, void *dst) {
+  for (int64_t i = 0; i < n; i++) {
+    double v;
+    if (!strcmp(t->name, "FP32")) {
+      float f;
+      memcpy(&f, src + i * 4, 4);
+      if (io->dtype == SW_DTYPE_F32) {
+        ((float *)dst)[i] = f;
+        continue;
+      }
+      v = f;
+    } else if (!strcmp(t->name, "FP64")) {
+      memcpy(&v, src + i * 8, 8);
+    } else if (!strcmp(t->name, "INT64")) {
+      int64_t q;
+      memcpy(&q, src + i * 8, 8);
+      if (io->dtype != SW_DTYPE_F32) {
+        ((int64_t *)dst)[i] = q;
+        continue;
+      }
+      v = (double)q;
+    } else if (!strcmp(t->name, "INT32")) {
+      int32_t q;
+      memcpy(&q, src + i * 4, 4);
+      v = q;
+    } else {
+      v = src[i];
+    }
+    if (io->dtype == SW_DTYPE_F32) ((float *)dst)[i] = (float)v;
+    else ((int64_t *)dst)[i] = (int64_t)v;
+  }
+}
+
+sw_status sw_serve_parse_infer(const char *text, size_t len, size_t header_len, const sw_serve_signature *sig,
+                               sw_serve_inputs *out) {
+  memset(out, 0, sizeof *out);
+  if (header_len > len) return sw_error(SW_STATUS_FORMAT, "Inference-Header-Content-Length %zu is past the body's %zu bytes", header_len, len);
+  size_t json_len = header_len ? header_len : len;
+  const uint8_t *bin = (const uint8_t *)text + json_len, *bin_end = (const uint8_t *)text + len;
+  sw_body b;
+  sw_status st = sw_body_parse(text, json_len, &b);
+  if (st) return st;
+  const json_t *inputs = json_object_get(b.root, "inputs");
+  if (!json_is_object(b.root) || !json_is_array(inputs) || !json_array_size(inputs)) {
+    st = sw_error(SW_STATUS_FORMAT, "the body needs \"inputs\": [{\"name\", \"shape\", \"datatype\", \"data\"}, ...]");
+    goto out;
+  }
+  const json_t *id = json_object_get(b.root, "id");
+  if (json_is_string(id)) {
+    out->id = sw_strdup(json_string_value(id));
+    if (!out->id) {
+      st = sw_error(SW_STATUS_NOMEM, "out of memory");
+      goto out;
+    }
+  }
+  out->rows = -1;
+  bool seen[SW_SERVE_MAX_IO] = {0};
+  size_t i;
+  const json_t *t;
+  json_array_foreach(inputs, i, t) {
+    const char *name = json_string_value(json_object_get(t, "name"));
+    const char *dtype = json_string_value(json_object_get(t, "datatype"));
+    if (!name || !dtype) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: needs \"name\" and \"datatype\"", i);
+      goto out;
+    }
+    size_t k = 0;
+    while (k < sig->n_in && strcmp(sig->in[k].name, name)) k++;
+    if (k == sig->n_in) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: the model has no input '%.64s'", i, name);
+      goto out;
+    }
+    if (seen[k]) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: input '%s' given twice", i, name);
+      goto out;
+    }
+    seen[k] = true;
+    const sw_serve_io *io = &sig->in[k];
+    const v2_type *vt = NULL;
+    for (size_t q = 0; q < sizeof v2_types / sizeof v2_types[0]; q++)
+      if (!strcmp(v2_types[q].name, dtype) && v2_types[q].size) vt = &v2_types[q];
+    if (!vt || (io->dtype != SW_DTYPE_F32 && !vt->is_int)) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: datatype '%.16s' does not fit input '%s' (%s)", i, dtype, name,
+                    io->dtype == SW_DTYPE_F32 ? "FP32" : "INT64");
+      goto out;
+    }
+    int64_t shape[SW_NN_MAX_RANK + 1];
+    int rank = 0;
+    if (!int_list(&b, json_object_get(t, "shape"), shape, SW_NN_MAX_RANK + 1, &rank) || rank < 1) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: \"shape\" must be a list of at least one integer (batch first)", i);
+      goto out;
+    }
+    int64_t total = 1;
+    for (int d = 0; d < rank; d++) {
+      if (shape[d] < 0 || (shape[d] && total > INT64_MAX / 4 / shape[d])) {
+        st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: bad shape", i);
+        goto out;
+      }
+      total *= shape[d];
+    }
+    int64_t rows = shape[0];
+    if (rows == 0 || total != rows * io->per) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: shape gives %lld values per example, input '%s' needs %lld", i,
+                    (long long)(rows ? total / rows : 0), name, (long long)io->per);
+      goto out;
+    }
+    if (out->rows >= 0 && out->rows != rows) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: %lld examples, another input has %lld", i, (long long)rows, (long long)out->rows);
+      goto out;
+    }
+    out->rows = rows;
+    out->in[k] = alloc_input(io, rows);
+    if (!out->in[k]) {
+      st = sw_error(SW_STATUS_NOMEM, "out of memory");
+      goto out;
+    }
+    const json_t *bsize = json_object_get(json_object_get(t, "parameters"), "binary_data_size");
+    if (bsize) {
+      if (!header_len || !json_is_integer(bsize) || json_integer_value(bsize) != total * (int64_t)vt->size) {
+        st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: binary_data_size must be %lld bytes (%s x %lld) in a body with Inference-Header-Content-Length",
+                      i, (long long)(total * (int64_t)vt->size), vt->name, (long long)total);
+        goto out;
+      }
+      size_t nbytes = (size_t)json_integer_value(bsize);
+      if ((size_t)(bin_end - bin) < nbytes) {
+        st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: the binary data is cut short", i);
+        goto out;
+      }
+      copy_binary(io, vt, bin, total, out->in[k]);
+      bin += nbytes;
+      continue;
+    }
+    const json_t *data = json_object_get(t, "data");
+    if (!data) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: needs \"data\" or parameters.binary_data_size", i);
+      goto out;
+    }
+    sw_serve_io flat = *io;
+    flat.per = total;
+    int64_t n = 0;
+    const char *why = "";
+    if (!flatten(&b, data, &flat, out->in[k], total, &n, &why)) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: \"data\" %s", i, why);
+      goto out;
+    }
+    if (n != total) {
+      st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: \"data\" has %s%lld values, the shape says %lld", i, n > total ? "more than " : "",
+                    (long long)(n > total ? total : n), (long long)total);
+      goto out;
+    }
+  }
+  for (size_t k = 0; k < sig->n_in; k++)
+    if (!seen[k]) {
+      st = sw_error(SW_STATUS_FORMAT, "no tensor for input '%s'", sig->in[k].name);
+      goto out;
+    }
+  if (bin != bin_end) {
+    st = sw_error(SW_STATUS_FORMAT, "%zu bytes of binary data beyond the declared tensors", (size_t)(bin_end - bin));
+    goto out;
+  }
+  const json_t *outs = json_object_get(b.root, "outputs");
+  bool all_binary = json_is_true(json_object_get(json_object_get(b.root, "parameters"), "binary_data_output"));
+  if (outs && !json_is_array(outs)) {
+    st = sw_error(SW_STATUS_FORMAT, "\"outputs\" must be a list");
+    goto out;
+  }
+  if (!json_array_size(outs)) {
+    for (size_t k = 0; k < sig->n_out; k++) {
+      out->want_out[k] = true;
+      out->binary_out[k] = all_binary;
+    }
+  } else {
+    json_array_foreach(outs, i, t) {
+      const char *name = json_string_value(json_object_get(t, "name"));
+      size_t k = 0;
+      while (name && k < sig->n_out && strcmp(sig->out[k].name, name)) k++;
+      if (!name || k == sig->n_out) {
+        st = sw_error(SW_STATUS_FORMAT, "outputs[%zu]: the model has no output '%.64s'", i, name ? name : "");
+        goto out;
+      }
+      out->want_out[k] = true;
+      const json_t *bd = json_object_get(json_object_get(t, "parameters"), "binary_data");
+      out->binary_out[k] = bd ? json_is_true(bd) : all_binary;
+    }
+  }
+out:
+  sw_body_free(&b);
+  if (st) sw_serve_inputs_clear(out, sig->n_in);
+  return st;
+}
+
+/* ---- feedback ------------------------------------------------------------------------ */
+
+void sw_feedback_items_free(sw_feedback_item *items, size_t n) {
+  if (!items) return;
+  for (size_t i = 0; i < n; i++) {
+    sw_free(items[i].id);
+    sw_free(items[i].name);
+  }
+  sw_free(items);
+}
+
+#define MAX_FEEDBACK 100000
+
+static sw_status one_label(const sw_body *b, const json_t *l, sw_feedback_item *it, size_t i) {
+  const sw_numarr *a = sw_body_numarr(b, l);
+  if (a && a->rank == 0) {
+    it->value = a->v[0];
+    return SW_STATUS_OK;
+  }
+  if (json_is_number(l)) {
+    it->value = json_number_value(l);
+    return SW_STATUS_OK;
+  }
+  if (json_is_string(l) && !a) {
+    it->is_name = true;
+    it->name = sw_strdup(json_string_value(l));
+    return it->name ? SW_STATUS_OK : sw_error(SW_STATUS_NOMEM, "out of memory");
+  }
+  return sw_error(SW_STATUS_FORMAT, "feedback[%zu]: \"label\" must be a class index, a class name or a number", i);
+}
+
+sw_status sw_serve_parse_feedback(const char *text, size_t len, sw_feedback_item **out, size_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  sw_body b;
+  sw_status st = sw_body_parse(text, len, &b);
+  if (st) return st;
+  sw_feedback_item *items = NULL;
+  size_t n = 0, cap = 0;
+  const json_t *fb = json_object_get(b.root, "feedback");
+  if (!json_is_array(fb)) {
+    st = sw_error(SW_STATUS_FORMAT, "the body needs \"feedback\": [{\"id\": REQUEST_ID, \"label\": L}, ...]");
+    goto out;
+  }
+  size_t i;
+  const json_t *e;
+  json_array_foreach(fb, i, e) {
+    const char *id = json_string_value(json_object_get(e, "id"));
+    const json_t *label = json_object_get(e, "label");
+    if (!id || !label) {
+      st = sw_error(SW_STATUS_FORMAT, "feedback[%zu]: needs \"id\" (a request id) and \"label\"", i);
+      goto out;
+    }
+    const sw_numarr *a = sw_body_numarr(&b, label);
+    size_t rows = a && a->rank == 1 ? a->n : json_is_array(label) ? json_array_size(label) : 1;
+    bool list = (a && a->rank == 1) || json_is_array(label);
+    if ((a && a->rank > 1) || rows == 0) {
+      st = sw_error(SW_STATUS_FORMAT, "feedback[%zu]: \"label\" must be a label or a list of labels, one per example", i);
+      goto out;
+    }
+    for (size_t r = 0; r < rows; r++) {
+      if (n == MAX_FEEDBACK) {
+        st = sw_error(SW_STATUS_FORMAT, "more than %d labels in one body", MAX_FEEDBACK);
+        goto out;
+      }
+      if (n == cap) {
+        cap = cap ? cap * 2 : 16;
+        sw_feedback_item *m = sw_realloc(items, cap * sizeof *m);
+        if (!m) {
+          st = sw_error(SW_STATUS_NOMEM, "out of memory");
+          goto out;
+        }
+        items = m;
+      }
+      sw_feedback_item *it = &items[n++];
+      memset(it, 0, sizeof *it);
+      it->row = (int64_t)r;
+      it->id = sw_strdup(id);
+      if (!it->id) {
+        st = sw_error(SW_STATUS_NOMEM, "out of memory");
+        goto out;
+      }
+      if (a && a->rank == 1) it->value = a->v[r];
+      else st = one_label(&b, list ? json_array_get(label, r) : label, it, i);
+      if (st) goto out;
+    }
+  }
+  *out = items;
+  *n_out = n;
+  items = NULL;
+out:
+  sw_feedback_items_free(items, n);
+  sw_body_free(&b);
+  return st;
+}

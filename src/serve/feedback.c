@@ -1,0 +1,187 @@
+/* The feedback join buffer: what each recent request predicted, by request id, in a
+ * bounded ring (the oldest entry goes when a new one comes), so ground-truth labels that
+ * arrive later can be joined to the version that answered, giving live quality. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "serve/serve_int.h"
+
+#define ID_MAX 72
+
+typedef struct {
+  char id[ID_MAX];
+  sw__vstats *stats; /* NULL: an empty slot */
+  double *pred;      /* rows values */
+  bool *joined;
+  int64_t rows;
+  bool regression;
+  double at;
+  int64_t hnext; /* the next slot in its hash chain, -1 at the end */
+} entry;
+
+struct sw__feedback {
+  pthread_mutex_t mu;
+  entry *ring;
+  size_t cap, next;
+  int64_t *heads;
+  size_t n_heads; /* a power of two */
+  double ttl;
+  uint32_t nonce;
+  atomic_uint_fast64_t counter;
+};
+
+static uint64_t hash(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  return h;
+}
+
+sw_status sw__feedback_new(size_t capacity, double ttl_s, sw__feedback **out) {
+  sw__feedback *f = sw_calloc(1, sizeof *f);
+  if (!f) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  f->cap = capacity ? capacity : 1;
+  f->n_heads = 1;
+  while (f->n_heads < 2 * f->cap) f->n_heads *= 2;
+  f->ring = sw_calloc(f->cap, sizeof *f->ring);
+  f->heads = sw_malloc(f->n_heads * sizeof *f->heads);
+  if (!f->ring || !f->heads) {
+    sw__feedback_free(f);
+    return sw_error(SW_STATUS_NOMEM, "out of memory for a feedback buffer of %zu requests", capacity);
+  }
+  for (size_t i = 0; i < f->n_heads; i++) f->heads[i] = -1;
+  f->ttl = ttl_s > 0 ? ttl_s : 3600;
+  if (getrandom(&f->nonce, sizeof f->nonce, 0) != sizeof f->nonce) f->nonce = (uint32_t)(sw_now() * 1e6);
+  pthread_mutex_init(&f->mu, NULL);
+  atomic_init(&f->counter, 0);
+  *out = f;
+  return SW_STATUS_OK;
+}
+
+void sw__feedback_free(sw__feedback *f) {
+  if (!f) return;
+  if (f->ring)
+    for (size_t i = 0; i < f->cap; i++) {
+      sw_free(f->ring[i].pred);
+      sw_free(f->ring[i].joined);
+    }
+  sw_free(f->ring);
+  sw_free(f->heads);
+  if (f->heads) pthread_mutex_destroy(&f->mu);
+  sw_free(f);
+}
+
+void sw__feedback_new_id(sw__feedback *f, char id[40]) {
+  uint64_t c = atomic_fetch_add(&f->counter, 1) + 1;
+  snprintf(id, 40, "%08x-%012llx", f->nonce, (unsigned long long)c);
+}
+
+/* Under f->mu. */
+static void unlink_slot(sw__feedback *f, size_t slot) {
+  int64_t *p = &f->heads[hash(f->ring[slot].id) & (f->n_heads - 1)];
+  while (*p >= 0 && (size_t)*p != slot) p = &f->ring[*p].hnext;
+  if (*p >= 0) *p = f->ring[slot].hnext;
+}
+
+void sw__feedback_record(sw__feedback *f, const char *id, sw__vstats *stats, const double *pred, int64_t rows,
+                         bool regression) {
+  if (!stats || rows <= 0 || strlen(id) >= ID_MAX) return;
+  double *p = sw_malloc((size_t)rows * sizeof *p);
+  bool *j = sw_calloc((size_t)rows, sizeof *j);
+  if (!p || !j) {
+    sw_free(p);
+    sw_free(j);
+    return;
+  }
+  memcpy(p, pred, (size_t)rows * sizeof *p);
+  pthread_mutex_lock(&f->mu);
+  size_t slot = f->next;
+  f->next = (f->next + 1) % f->cap;
+  entry *e = &f->ring[slot];
+  if (e->stats) unlink_slot(f, slot);
+  sw_free(e->pred);
+  sw_free(e->joined);
+  snprintf(e->id, sizeof e->id, "%s", id);
+  e->stats = stats;
+  e->pred = p;
+  e->joined = j;
+  e->rows = rows;
+  e->regression = regression;
+  e->at = sw_now();
+  int64_t *head = &f->heads[hash(e->id) & (f->n_heads - 1)];
+  e->hnext = *head;
+  *head = (int64_t)slot;
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* Whether id is one this process gave out (then a miss means it expired). */
+static bool ours(sw__feedback *f, const char *id) {
+  unsigned nonce;
+  unsigned long long c;
+  char tail;
+  if (sscanf(id, "%8x-%12llx%c", &nonce, &c, &tail) != 2) return false;
+  return nonce == f->nonce && c >= 1 && c <= atomic_load(&f->counter);
+}
+
+static int64_t class_index(const sw__vstats *v, const sw_feedback_item *it) {
+  if (!it->is_name) return it->value == (double)(int64_t)it->value ? (int64_t)it->value : -1;
+  for (size_t i = 0; i < v->n_classes; i++)
+    if (!strcmp(v->class_names[i], it->name)) return (int64_t)i;
+  return -1;
+}
+
+void sw__feedback_join(sw__feedback *f, const char *model, const sw_feedback_item *items, size_t n,
+                       sw__feedback_result *r) {
+  memset(r, 0, sizeof *r);
+  double now = sw_now();
+  pthread_mutex_lock(&f->mu);
+  for (size_t i = 0; i < n; i++) {
+    const sw_feedback_item *it = &items[i];
+    int64_t s = f->heads[hash(it->id) & (f->n_heads - 1)];
+    while (s >= 0 && strcmp(f->ring[s].id, it->id)) s = f->ring[s].hnext;
+    entry *e = s >= 0 ? &f->ring[s] : NULL;
+    if (e && strcmp(e->stats->model, model)) e = NULL; /* another model's request */
+    if (!e) {
+      if (ours(f, it->id)) r->expired++;
+      else r->unknown++;
+      continue;
+    }
+    if (now - e->at > f->ttl) {
+      r->expired++;
+      continue;
+    }
+    if (it->row < 0 || it->row >= e->rows) {
+      r->invalid++;
+      continue;
+    }
+    if (e->joined[it->row]) {
+      r->duplicate++;
+      continue;
+    }
+    sw__vstats *v = e->stats;
+    pthread_mutex_lock(&v->mu);
+    if (e->regression) {
+      if (it->is_name) {
+        r->invalid++;
+      } else {
+        v->fb_regression = true;
+        v->fb_abs_err += it->value > e->pred[it->row] ? it->value - e->pred[it->row] : e->pred[it->row] - it->value;
+        v->fb_joined++;
+        e->joined[it->row] = true;
+        r->joined++;
+      }
+    } else {
+      int64_t c = class_index(v, it);
+      if (c < 0) {
+        r->invalid++;
+      } else {
+        v->fb_correct += c == (int64_t)e->pred[it->row];
+        v->fb_joined++;
+        e->joined[it->row] = true;
+        r->joined++;
+      }
+    }
+    pthread_mutex_unlock(&v->mu);
+  }
+  pthread_mutex_unlock(&f->mu);
+}

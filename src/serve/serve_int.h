@@ -1,0 +1,189 @@
+/* The model server's own header: loaded versions and their batchers, the model
+ * manager, statistics for /metrics, the feedback join buffer. */
+#ifndef SLIPWAY_SERVE_INT_H
+#define SLIPWAY_SERVE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "slipway/serve.h"
+
+/* ---- statistics (stats.c) ------------------------------------------------------- */
+
+#define SW__HIST_BUCKETS 16
+#define SW__BATCH_BUCKETS 10
+
+typedef struct {
+  uint64_t count[SW__HIST_BUCKETS + 1]; /* the last is +Inf */
+  double sum;
+} sw__hist;
+
+/* What /metrics says about one (model, version); lives as long as the server, so the
+ * counters of an unloaded version stay (Prometheus counters never go back). */
+typedef struct sw__vstats {
+  struct sw__vstats *next;
+  char *model;
+  int64_t version;
+  pthread_mutex_t mu;
+  sw__hist total, queue, compute;
+  uint64_t batch_count[SW__BATCH_BUCKETS + 1];
+  double batch_sum;
+  uint64_t batches;
+  /* live quality from feedback */
+  uint64_t fb_joined, fb_correct;
+  double fb_abs_err;
+  bool fb_regression;
+  char **class_names; /* the version's, kept so labels by name join after it is unloaded */
+  size_t n_classes;
+} sw__vstats;
+
+typedef struct sw__stats sw__stats;
+sw_status sw__stats_new(sw__stats **out);
+void sw__stats_free(sw__stats *s);
+/* The entry of (model, version), made on first use. Never freed before the server. */
+sw__vstats *sw__stats_version(sw__stats *s, const char *model, int64_t version);
+/* One answered request (model "" and version 0: none resolved); vs, when the request
+ * reached a version, gets its latency. */
+void sw__stats_request(sw__stats *s, const char *model, int64_t version, const char *api, int code, sw__vstats *vs,
+                       double seconds);
+struct sw__job;
+/* One forward pass over the jobs' rows: batch size, each job's queue time, compute. */
+void sw__stats_batch(sw__vstats *v, int64_t rows, struct sw__job *const *jobs, size_t n_jobs, double compute_s);
+/* The Prometheus text exposition of everything, appended to out. */
+struct sw__manager;
+sw_status sw__stats_render(sw__stats *s, struct sw__manager *m, sw_buf *out);
+
+/* ---- a loaded version and its batcher (version.c) -------------------------------- */
+
+/* One request's work for the batcher. The HTTP thread owns it; the compute thread
+ * fills the outputs, sets done and calls notify(arg). */
+typedef struct sw__job {
+  struct sw__job *next;
+  sw_serve_inputs inputs;
+  void *out[SW_SERVE_MAX_IO]; /* rows * per elements each, in the output's dtype */
+  sw_status status;
+  char error[256];
+  double t_enqueue, t_start, t_end;
+  void (*notify)(void *arg);
+  void *arg;
+} sw__job;
+
+typedef struct sw__version {
+  atomic_int refs;
+  char *model;
+  int64_t version;
+  char sha256[SW_SHA256_HEX_LEN];
+  sw_serve_signature sig;
+  char **class_names;
+  size_t n_classes;
+  bool probs; /* the first output is a softmax already */
+  int64_t mem_bytes;
+  double loaded_at;
+  sw__vstats *stats;
+  /* the engine: touched by the compute thread alone once loaded */
+  sw_graph *g;
+  sw_node in[SW_SERVE_MAX_IO];
+  sw_node out[SW_SERVE_MAX_IO];
+  json_t *meta;
+  /* the batcher */
+  pthread_t thread;
+  bool thread_started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  sw__job *head, *tail;
+  int queued;
+  bool stop;
+  int max_batch, max_queue;
+  int64_t timeout_us;
+} sw__version;
+
+typedef struct {
+  int compute_threads, max_batch, max_queue;
+  int64_t timeout_us;
+} sw__version_opts;
+
+/* Loads path (its SHA-256 checked against sha256 unless that is ""), allocates for
+ * max_batch rows, warms it up and starts its compute thread. One reference, the
+ * caller's. Errors name the path: for logs, never for clients. */
+sw_status sw__version_load(const char *model, int64_t version, const char *path, const char *sha256,
+                           const sw__version_opts *o, sw__stats *stats, sw__version **out);
+void sw__version_ref(sw__version *v);
+/* Drops a reference; the last one stops the compute thread and frees everything. */
+void sw__version_unref(sw__version *v);
+/* Queues a job; REFUSED when the queue is full (the caller answers 429 at once). */
+sw_status sw__version_submit(sw__version *v, sw__job *job);
+void sw__job_clear(sw__job *job, const sw__version *v);
+
+/* ---- the model manager (manager.c) ----------------------------------------------- */
+
+typedef struct {
+  char *label;
+  int64_t version;
+} sw__label;
+
+typedef struct sw__model {
+  char *name;
+  pthread_mutex_t mu; /* guards the fields below; held for pointer work only */
+  sw__version **versions; /* loaded, by version number ascending */
+  bool *by_admin;
+  size_t n_versions;
+  sw__version *dflt;      /* what a request without a version gets */
+  int64_t policy_version; /* what the catalog's policy (or --model) serves; 0 none */
+  sw__label *labels;
+  size_t n_labels;
+  bool hold; /* an admin unloaded the policy's version: leave the model alone */
+} sw__model;
+
+typedef struct sw__manager {
+  sw_catalog cat;
+  sw__version_opts opts;
+  sw__stats *stats;
+  const char **only;
+  size_t n_only;
+  pthread_rwlock_t lock; /* guards the models array (models are never removed) */
+  sw__model **models;
+  size_t n_models;
+  pthread_mutex_t op; /* one load/unload/reconcile at a time */
+  uint64_t generation;
+  bool have_generation;
+  atomic_bool ready;
+  sw_catalog_version *known; /* the catalog's last list */
+  size_t n_known;
+} sw__manager;
+
+sw_status sw__manager_init(sw__manager *m, sw_catalog cat, const sw__version_opts *o, sw__stats *stats,
+                           const char **only, size_t n_only);
+void sw__manager_destroy(sw__manager *m);
+/* Follows the catalog (force: even when its generation did not change). */
+sw_status sw__manager_reconcile(sw__manager *m, bool force);
+/* A reference to the version a request names: version > 0 by number, label by label,
+ * else the default. NOT_FOUND with a client message when there is none. */
+sw_status sw__manager_acquire(sw__manager *m, const char *model, int64_t version, const char *label, sw__version **out);
+sw__model *sw__manager_find(sw__manager *m, const char *model);
+/* Admin: load a version the catalog knows and keep it loaded; unload one. */
+sw_status sw__manager_load(sw__manager *m, const char *model, int64_t version);
+sw_status sw__manager_unload(sw__manager *m, const char *model, int64_t version);
+/* Admin reload: forget admin choices, follow the catalog again. */
+sw_status sw__manager_reload(sw__manager *m);
+/* Calls fn for every loaded version under the locks (for /metrics and listings). */
+void sw__manager_each(sw__manager *m, void (*fn)(void *ctx, sw__model *model, sw__version *v, bool is_default),
+                      void *ctx);
+
+/* ---- feedback join buffer (feedback.c) -------------------------------------------- */
+
+typedef struct sw__feedback sw__feedback;
+sw_status sw__feedback_new(size_t capacity, double ttl_s, sw__feedback **out);
+void sw__feedback_free(sw__feedback *f);
+/* Remembers what a request predicted: per row, the argmax class (classification) or
+ * the value (regression). */
+void sw__feedback_record(sw__feedback *f, const char *id, sw__vstats *stats, const double *pred, int64_t rows,
+                         bool regression);
+/* A new request id, unique to this server process ("NONCE-COUNTER" in hex). */
+void sw__feedback_new_id(sw__feedback *f, char id[40]);
+typedef struct {
+  uint64_t joined, unknown, expired, duplicate, invalid;
+} sw__feedback_result;
+void sw__feedback_join(sw__feedback *f, const char *model, const sw_feedback_item *items, size_t n,
+                       sw__feedback_result *r);
+
+#endif

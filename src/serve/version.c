@@ -1,0 +1,307 @@
+/* One loaded model version: its graph, allocated once for the largest batch, warmed
+ * up before anyone may call it, and the batcher whose compute thread alone runs the
+ * graph (a graph is not safe for concurrent forward passes). Reference counted: the
+ * last request to finish on a version that was swapped out frees it. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve/serve_int.h"
+
+static sw_status signature(sw__version *v) {
+  sw_graph *g = v->g;
+  for (size_t k = 0; k < v->sig.n_in; k++) {
+    sw_serve_io *io = &v->sig.in[k];
+    sw_node n = v->in[k];
+    io->name = sw_graph_name(g, n);
+    io->dtype = sw_graph_dtype(g, n);
+    if (io->dtype == SW_DTYPE_U8) return sw_error(SW_STATUS_UNSUPPORTED, "input '%s': uint8 inputs are not served", io->name);
+    io->rank = sw_graph_rank(g, n) - 1;
+    io->per = 1;
+    for (int d = 0; d < io->rank; d++) {
+      io->shape[d] = sw_graph_shape(g, n)[d + 1];
+      if (io->shape[d] <= 0) return sw_error(SW_STATUS_UNSUPPORTED, "input '%s': only the batch dimension may be symbolic", io->name);
+      io->per *= io->shape[d];
+    }
+  }
+  for (size_t k = 0; k < v->sig.n_out; k++) {
+    sw_serve_io *io = &v->sig.out[k];
+    sw_node n = v->out[k];
+    io->name = sw_graph_name(g, n);
+    io->dtype = sw_graph_dtype(g, n);
+    int rank = sw_graph_rank(g, n);
+    if (rank < 1 || sw_graph_shape(g, n)[0] != 1)
+      return sw_error(SW_STATUS_UNSUPPORTED, "output '%s' has no batch dimension", io->name);
+    io->rank = rank - 1;
+    io->per = 1;
+    for (int d = 0; d < io->rank; d++) {
+      io->shape[d] = sw_graph_shape(g, n)[d + 1];
+      io->per *= io->shape[d];
+    }
+  }
+  return SW_STATUS_OK;
+}
+
+static void class_names(sw__version *v) {
+  const char *s = json_string_value(json_object_get(v->meta, "slipway.class_names"));
+  json_t *list = s ? json_loads(s, 0, NULL) : NULL;
+  size_t n = json_array_size(list);
+  if (n) v->class_names = sw_calloc(n, sizeof *v->class_names);
+  if (v->class_names) {
+    for (size_t i = 0; i < n; i++) {
+      const char *c = json_string_value(json_array_get(list, i));
+      v->class_names[i] = sw_strdup(c ? c : "");
+    }
+    v->n_classes = n;
+  }
+  json_decref(list);
+}
+
+static sw_status run_rows(sw__version *v, sw__job **jobs, size_t n_jobs, int64_t total);
+static void *compute_main(void *arg);
+
+sw_status sw__version_load(const char *model, int64_t version, const char *path, const char *sha256,
+                           const sw__version_opts *o, sw__stats *stats, sw__version **out) {
+  *out = NULL;
+  uint8_t *data = NULL;
+  size_t len = 0;
+  sw_node *outs = NULL;
+  size_t n_outs = 0;
+  sw__version *v = sw_calloc(1, sizeof *v);
+  if (!v) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  sw_alloc_count_bytes(&v->mem_bytes);
+  atomic_init(&v->refs, 1);
+  v->model = sw_strdup(model);
+  v->version = version;
+  v->max_batch = o->max_batch > 0 ? o->max_batch : 1;
+  v->max_queue = o->max_queue > 0 ? o->max_queue : 1;
+  v->timeout_us = o->timeout_us;
+  pthread_mutex_init(&v->mu, NULL);
+  pthread_cond_init(&v->cv, NULL);
+  sw_status st = v->model ? SW_STATUS_OK : sw_error(SW_STATUS_NOMEM, "out of memory");
+  if (!st) st = sw_read_file(path, &data, &len);
+  if (!st) st = sw_sha256_hex(data, len, v->sha256);
+  if (!st && sha256 && sha256[0] && strcmp(sha256, v->sha256))
+    st = sw_error(SW_STATUS_CORRUPT, "%s: SHA-256 %s, the catalog says %s", path, v->sha256, sha256);
+  if (!st) st = sw_onnx_import_mem(data, len, path, &v->g, &outs, &n_outs, &v->meta);
+  sw_free(data);
+  data = NULL;
+  if (st) goto out;
+  for (size_t i = 0; i < sw_graph_size(v->g); i++) {
+    if (sw_graph_op_type(v->g, (sw_node)i) != SW_OP_INPUT) continue;
+    if (v->sig.n_in == SW_SERVE_MAX_IO) {
+      st = sw_error(SW_STATUS_UNSUPPORTED, "%s: more than %d inputs", path, SW_SERVE_MAX_IO);
+      goto out;
+    }
+    v->in[v->sig.n_in++] = (sw_node)i;
+  }
+  if (!v->sig.n_in || !n_outs || n_outs > SW_SERVE_MAX_IO) {
+    st = sw_error(SW_STATUS_UNSUPPORTED, "%s: %zu inputs and %zu outputs (1 to %d each are served)", path, v->sig.n_in,
+                  n_outs, SW_SERVE_MAX_IO);
+    goto out;
+  }
+  for (size_t k = 0; k < n_outs; k++) v->out[k] = outs[k];
+  v->sig.n_out = n_outs;
+  st = sw_graph_alloc(v->g, v->max_batch);
+  if (!st) st = sw_graph_set_threads(v->g, o->compute_threads > 0 ? o->compute_threads : 1);
+  if (st) goto out;
+  sw_graph_set_training(v->g, false);
+  st = sw_graph_set_batch(v->g, 1);
+  if (!st) st = signature(v);
+  if (st) {
+    sw_error_prefix(st, "%s: ", path);
+    goto out;
+  }
+  class_names(v);
+  v->probs = sw_graph_op_type(v->g, v->out[0]) == SW_OP_SOFTMAX;
+  /* warm-up: every batch size the batcher will use goes through once with zeros (valid
+   * for embeddings too), so the first client pays no first-touch cost */
+  for (int64_t b = v->max_batch; !st; b /= 2) {
+    st = sw_graph_set_batch(v->g, b);
+    for (size_t k = 0; k < v->sig.n_in && !st; k++)
+      memset(sw_graph_data(v->g, v->in[k]), 0, (size_t)(b * v->sig.in[k].per) * sw_dtype_size(v->sig.in[k].dtype));
+    if (!st) st = sw_graph_forward(v->g);
+    if (b <= 1) break;
+  }
+  if (st) {
+    sw_error_prefix(st, "%s: warm-up: ", path);
+    goto out;
+  }
+  /* the statistics outlive the version (and keep its class names for feedback): not
+   * its memory */
+  sw_alloc_count_bytes(NULL);
+  v->stats = sw__stats_version(stats, model, version);
+  if (v->stats) {
+    pthread_mutex_lock(&v->stats->mu);
+    if (!v->stats->class_names && v->n_classes && (v->stats->class_names = sw_calloc(v->n_classes, sizeof(char *)))) {
+      for (size_t i = 0; i < v->n_classes; i++) v->stats->class_names[i] = sw_strdup(v->class_names[i] ? v->class_names[i] : "");
+      v->stats->n_classes = v->n_classes;
+    }
+    pthread_mutex_unlock(&v->stats->mu);
+  }
+  v->loaded_at = sw_now();
+  if (pthread_create(&v->thread, NULL, compute_main, v)) {
+    st = sw_error(SW_STATUS_NOMEM, "cannot start a compute thread");
+    goto out;
+  }
+  v->thread_started = true;
+out:
+  sw_free(outs);
+  sw_alloc_count_bytes(NULL);
+  if (st) {
+    sw__version_unref(v);
+    return st;
+  }
+  *out = v;
+  return SW_STATUS_OK;
+}
+
+void sw__version_ref(sw__version *v) { atomic_fetch_add(&v->refs, 1); }
+
+void sw__version_unref(sw__version *v) {
+  if (!v || atomic_fetch_sub(&v->refs, 1) != 1) return;
+  if (v->thread_started) {
+    pthread_mutex_lock(&v->mu);
+    v->stop = true;
+    pthread_cond_signal(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+    pthread_join(v->thread, NULL);
+  }
+  SW_ASSERT(!v->head); /* every job holds a reference */
+  pthread_mutex_destroy(&v->mu);
+  pthread_cond_destroy(&v->cv);
+  sw_graph_free(v->g);
+  json_decref(v->meta);
+  for (size_t i = 0; i < v->n_classes; i++) sw_free(v->class_names[i]);
+  sw_free(v->class_names);
+  sw_free(v->model);
+  sw_free(v);
+}
+
+sw_status sw__version_submit(sw__version *v, sw__job *job) {
+  pthread_mutex_lock(&v->mu);
+  if (v->queued >= v->max_queue) {
+    pthread_mutex_unlock(&v->mu);
+    return SW_STATUS_REFUSED;
+  }
+  job->next = NULL;
+  job->t_enqueue = sw_now();
+  if (v->tail) v->tail->next = job;
+  else v->head = job;
+  v->tail = job;
+  v->queued++;
+  pthread_cond_signal(&v->cv);
+  pthread_mutex_unlock(&v->mu);
+  return SW_STATUS_OK;
+}
+
+void sw__job_clear(sw__job *job, const sw__version *v) {
+  for (size_t k = 0; k < SW_SERVE_MAX_IO; k++) sw_free(job->out[k]);
+  sw_serve_inputs_clear(&job->inputs, v ? v->sig.n_in : SW_SERVE_MAX_IO);
+  memset(job, 0, sizeof *job);
+}
+
+static int64_t queued_rows(const sw__version *v) {
+  int64_t r = 0;
+  for (const sw__job *j = v->head; j; j = j->next) r += j->inputs.rows;
+  return r;
+}
+
+static void *compute_main(void *arg) {
+  sw__version *v = arg;
+  sw__job *one[1];
+  sw__job **batch = sw_calloc((size_t)v->max_batch, sizeof *batch);
+  size_t cap = batch ? (size_t)v->max_batch : 1; /* out of memory: one job at a time */
+  if (!batch) batch = one;
+  pthread_mutex_lock(&v->mu);
+  for (;;) {
+    while (!v->head && !v->stop) pthread_cond_wait(&v->cv, &v->mu);
+    if (!v->head) break;
+    if (v->timeout_us > 0 && v->max_batch > 1 && queued_rows(v) < v->max_batch) {
+      /* wait a little for the batch to fill, from the oldest job's arrival */
+      double deadline = v->head->t_enqueue + (double)v->timeout_us * 1e-6;
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      double wait = deadline - sw_now();
+      while (wait > 0 && queued_rows(v) < v->max_batch && !v->stop) {
+        double t = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + wait;
+        struct timespec until = {.tv_sec = (time_t)t, .tv_nsec = (long)((t - (double)(time_t)t) * 1e9)};
+        if (pthread_cond_timedwait(&v->cv, &v->mu, &until) == ETIMEDOUT) break;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        wait = deadline - sw_now();
+      }
+    }
+    size_t n = 0;
+    int64_t rows = 0;
+    while (v->head && n < cap && (n == 0 || rows + v->head->inputs.rows <= v->max_batch)) {
+      sw__job *j = v->head;
+      v->head = j->next;
+      if (!v->head) v->tail = NULL;
+      v->queued--;
+      rows += j->inputs.rows;
+      batch[n++] = j;
+    }
+    pthread_mutex_unlock(&v->mu);
+    double t0 = sw_now();
+    for (size_t i = 0; i < n; i++) batch[i]->t_start = t0;
+    sw_status st = run_rows(v, batch, n, rows);
+    double t1 = sw_now();
+    sw__stats_batch(v->stats, rows, batch, n, t1 - t0);
+    for (size_t i = 0; i < n; i++) {
+      sw__job *j = batch[i];
+      j->t_end = t1;
+      if (st && !j->status) {
+        j->status = st;
+        snprintf(j->error, sizeof j->error, "inference failed: %s", sw_strerror(st));
+      }
+      j->notify(j->arg);
+    }
+    pthread_mutex_lock(&v->mu);
+  }
+  pthread_mutex_unlock(&v->mu);
+  if (batch != one) sw_free(batch);
+  return NULL;
+}
+
+/* Rows [first, first + n) of the concatenation of the jobs' rows, copied in or out of
+ * a graph buffer of per elements of size esz per row. */
+static void copy_rows(sw__job **jobs, size_t n_jobs, int64_t first, int64_t n, size_t k, bool in, uint8_t *graph_buf,
+                      int64_t per, size_t esz) {
+  int64_t base = 0;
+  for (size_t i = 0; i < n_jobs && n > 0; i++) {
+    int64_t r = jobs[i]->inputs.rows;
+    if (first < base + r) {
+      int64_t from = first - base, take = r - from < n ? r - from : n;
+      uint8_t *job_buf = in ? jobs[i]->inputs.in[k] : jobs[i]->out[k];
+      size_t bytes = (size_t)(take * per) * esz;
+      if (in) memcpy(graph_buf, job_buf + (size_t)(from * per) * esz, bytes);
+      else memcpy(job_buf + (size_t)(from * per) * esz, graph_buf, bytes);
+      graph_buf += bytes;
+      first += take;
+      n -= take;
+    }
+    base += r;
+  }
+}
+
+static sw_status run_rows(sw__version *v, sw__job **jobs, size_t n_jobs, int64_t total) {
+  for (size_t i = 0; i < n_jobs; i++)
+    for (size_t k = 0; k < v->sig.n_out; k++) {
+      jobs[i]->out[k] = sw_malloc((size_t)(jobs[i]->inputs.rows * v->sig.out[k].per) * sw_dtype_size(v->sig.out[k].dtype));
+      if (!jobs[i]->out[k]) return SW_STATUS_NOMEM;
+    }
+  for (int64_t first = 0; first < total; first += v->max_batch) {
+    int64_t n = total - first < v->max_batch ? total - first : v->max_batch;
+    sw_status st = sw_graph_set_batch(v->g, n);
+    if (st) return st;
+    for (size_t k = 0; k < v->sig.n_in; k++)
+      copy_rows(jobs, n_jobs, first, n, k, true, sw_graph_data(v->g, v->in[k]), v->sig.in[k].per,
+                sw_dtype_size(v->sig.in[k].dtype));
+    st = sw_graph_forward(v->g);
+    if (st) return st;
+    for (size_t k = 0; k < v->sig.n_out; k++)
+      copy_rows(jobs, n_jobs, first, n, k, false, sw_graph_data(v->g, v->out[k]), v->sig.out[k].per,
+                sw_dtype_size(v->sig.out[k].dtype));
+  }
+  return SW_STATUS_OK;
+}
