@@ -172,7 +172,14 @@ static bool numeric_array(scan *s, const char **pp) {
     bool is_int;
     if (!parse_number(&p, end, &v, &is_int)) goto fail;
     all_int &= is_int;
-    if (sw_buf_append(&vals, &v, sizeof v)) goto fail;
+    if (vals.len + sizeof v > vals.cap) {
+      /* a literal takes at least two bytes with its comma: the rest of the body bounds
+       * the count, and a quarter of it is a good first guess */
+      size_t guess = (size_t)(end - p) / 4 * sizeof v + 16 * sizeof v;
+      if (sw_buf_reserve(&vals, vals.cap ? vals.cap : guess)) goto fail;
+    }
+    memcpy(vals.data + vals.len, &v, sizeof v);
+    vals.len += sizeof v;
     count[depth - 1]++;
     /* after a value: ',' or one or more ']' each closing a level */
     for (;;) {
@@ -589,42 +596,57 @@ static bool int_list(const sw_body *b, const json_t *v, int64_t *dst, int max, i
   return true;
 }
 
+typedef enum { V2_FP32, V2_FP64, V2_INT64, V2_INT32, V2_UINT8 } v2_kind;
+
 typedef struct {
   const char *name;
+  v2_kind kind;
   size_t size;
-  bool is_int, is_float;
+  bool is_int;
 } v2_type;
 
-static const v2_type v2_types[] = {{"FP32", 4, false, true}, {"FP64", 8, false, true}, {"INT64", 8, true, false},
-                                   {"INT32", 4, true, false}, {"UINT8", 1, true, false}, {"FP16", 0, false, true}};
+static const v2_type v2_types[] = {{"FP32", V2_FP32, 4, false},
+                                   {"FP64", V2_FP64, 8, false},
+                                   {"INT64", V2_INT64, 8, true},
+                                   {"INT32", V2_INT32, 4, true},
+                                   {"UINT8", V2_UINT8, 1, true}};
 
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the binary tensor extension is little-endian");
+
+/* Raw little-endian tensor bytes into the input's buffer (this is an x86-64/aarch64
+ * little-endian build: FP32 into a float input is one copy). */
 static void copy_binary(const sw_serve_io *io, const v2_type *t, const uint8_t *src, int64_t n, void *dst) {
+  if (io->dtype == SW_DTYPE_F32 && t->kind == V2_FP32) {
+    memcpy(dst, src, (size_t)n * 4);
+    return;
+  }
+  if (io->dtype == SW_DTYPE_I64 && t->kind == V2_INT64) {
+    memcpy(dst, src, (size_t)n * 8);
+    return;
+  }
   for (int64_t i = 0; i < n; i++) {
     double v;
-    if (!strcmp(t->name, "FP32")) {
-      float f;
-      memcpy(&f, src + i * 4, 4);
-      if (io->dtype == SW_DTYPE_F32) {
-        ((float *)dst)[i] = f;
-        continue;
+    switch (t->kind) {
+      case V2_FP32: {
+        float f;
+        memcpy(&f, src + i * 4, 4);
+        v = f;
+        break;
       }
-      v = f;
-    } else if (!strcmp(t->name, "FP64")) {
-      memcpy(&v, src + i * 8, 8);
-    } else if (!strcmp(t->name, "INT64")) {
-      int64_t q;
-      memcpy(&q, src + i * 8, 8);
-      if (io->dtype != SW_DTYPE_F32) {
-        ((int64_t *)dst)[i] = q;
-        continue;
+      case V2_FP64: memcpy(&v, src + i * 8, 8); break;
+      case V2_INT64: {
+        int64_t q;
+        memcpy(&q, src + i * 8, 8);
+        v = (double)q;
+        break;
       }
-      v = (double)q;
-    } else if (!strcmp(t->name, "INT32")) {
-      int32_t q;
-      memcpy(&q, src + i * 4, 4);
-      v = q;
-    } else {
-      v = src[i];
+      case V2_INT32: {
+        int32_t q;
+        memcpy(&q, src + i * 4, 4);
+        v = q;
+        break;
+      }
+      default: v = src[i]; break;
     }
     if (io->dtype == SW_DTYPE_F32) ((float *)dst)[i] = (float)v;
     else ((int64_t *)dst)[i] = (int64_t)v;
@@ -678,7 +700,7 @@ sw_status sw_serve_parse_infer(const char *text, size_t len, size_t header_len, 
     const sw_serve_io *io = &sig->in[k];
     const v2_type *vt = NULL;
     for (size_t q = 0; q < sizeof v2_types / sizeof v2_types[0]; q++)
-      if (!strcmp(v2_types[q].name, dtype) && v2_types[q].size) vt = &v2_types[q];
+      if (!strcmp(v2_types[q].name, dtype)) vt = &v2_types[q];
     if (!vt || (io->dtype != SW_DTYPE_F32 && !vt->is_int)) {
       st = sw_error(SW_STATUS_FORMAT, "inputs[%zu]: datatype '%.16s' does not fit input '%s' (%s)", i, dtype, name,
                     io->dtype == SW_DTYPE_F32 ? "FP32" : "INT64");

@@ -18,7 +18,16 @@ typedef struct {
   bool regression;
   double at;
   int64_t hnext; /* the next slot in its hash chain, -1 at the end */
+  double pred_one; /* pred and joined of one-row requests (most): no allocation */
+  bool joined_one;
 } entry;
+
+static void entry_release(entry *e) {
+  if (e->pred != &e->pred_one) sw_free(e->pred);
+  if (e->joined != &e->joined_one) sw_free(e->joined);
+  e->pred = NULL;
+  e->joined = NULL;
+}
 
 struct sw__feedback {
   pthread_mutex_t mu;
@@ -61,10 +70,7 @@ sw_status sw__feedback_new(size_t capacity, double ttl_s, sw__feedback **out) {
 void sw__feedback_free(sw__feedback *f) {
   if (!f) return;
   if (f->ring)
-    for (size_t i = 0; i < f->cap; i++) {
-      sw_free(f->ring[i].pred);
-      sw_free(f->ring[i].joined);
-    }
+    for (size_t i = 0; i < f->cap; i++) entry_release(&f->ring[i]);
   sw_free(f->ring);
   sw_free(f->heads);
   if (f->heads) pthread_mutex_destroy(&f->mu);
@@ -86,23 +92,32 @@ static void unlink_slot(sw__feedback *f, size_t slot) {
 void sw__feedback_record(sw__feedback *f, const char *id, sw__vstats *stats, const double *pred, int64_t rows,
                          bool regression) {
   if (!stats || rows <= 0 || strlen(id) >= ID_MAX) return;
-  double *p = sw_malloc((size_t)rows * sizeof *p);
-  bool *j = sw_calloc((size_t)rows, sizeof *j);
-  if (!p || !j) {
-    sw_free(p);
-    sw_free(j);
-    return;
+  double *p = NULL;
+  bool *j = NULL;
+  if (rows > 1) {
+    p = sw_malloc((size_t)rows * sizeof *p);
+    j = sw_calloc((size_t)rows, sizeof *j);
+    if (!p || !j) {
+      sw_free(p);
+      sw_free(j);
+      return;
+    }
+    memcpy(p, pred, (size_t)rows * sizeof *p);
   }
-  memcpy(p, pred, (size_t)rows * sizeof *p);
   pthread_mutex_lock(&f->mu);
   size_t slot = f->next;
   f->next = (f->next + 1) % f->cap;
   entry *e = &f->ring[slot];
   if (e->stats) unlink_slot(f, slot);
-  sw_free(e->pred);
-  sw_free(e->joined);
+  entry_release(e);
   snprintf(e->id, sizeof e->id, "%s", id);
   e->stats = stats;
+  if (rows == 1) {
+    e->pred_one = pred[0];
+    e->joined_one = false;
+    p = &e->pred_one;
+    j = &e->joined_one;
+  }
   e->pred = p;
   e->joined = j;
   e->rows = rows;

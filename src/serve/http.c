@@ -280,14 +280,62 @@ bad:
 
 /* ---- encoding outputs --------------------------------------------------------------- */
 
+/* A finite float as JSON that reads back as the same float: nine significant digits
+ * from one scaling by an exact power of ten, checked by reading it back (printf's %.9g,
+ * several times slower, where the check fails or the magnitude is unusual). */
+static size_t format_float(float f, char *out) {
+  static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16};
+  double x = f, ax = fabs(x);
+  if (ax == 0) {
+    if (signbit(f)) {
+      memcpy(out, "-0.0", 5);
+      return 4;
+    }
+    memcpy(out, "0.0", 4);
+    return 3;
+  }
+  if (ax >= 1e-7 && ax < 1e9) {
+    int e10 = (int)floor(log10(ax)); /* 10^e10 <= ax < 10^(e10+1), give or take one */
+    int frac = 8 - e10;              /* digits after the point for nine significant */
+    if (frac >= 0 && frac <= 16) {
+      double scaled = nearbyint(ax * p10[frac]);
+      uint64_t digits = (uint64_t)scaled;
+      char buf[32];
+      int len = 0;
+      do {
+        buf[len++] = (char)('0' + digits % 10);
+        digits /= 10;
+      } while (digits);
+      while (len <= frac) buf[len++] = '0'; /* at least one digit before the point */
+      char *o = out;
+      if (x < 0) *o++ = '-';
+      for (int i = len - 1; i >= frac; i--) *o++ = buf[i];
+      int last = 0; /* trailing zeros of the fraction go */
+      while (last < frac && buf[last] == '0') last++;
+      if (last < frac) {
+        *o++ = '.';
+        for (int i = frac - 1; i >= last; i--) *o++ = buf[i];
+      }
+      *o = '\0';
+      if (strtof(out, NULL) == f) return (size_t)(o - out);
+    }
+  }
+  return (size_t)snprintf(out, 32, "%.9g", (double)f);
+}
+
 static void put_number(sw_buf *b, sw_dtype dt, const void *data, int64_t i) {
   if (dt == SW_DTYPE_I64) {
     sw_buf_printf(b, "%lld", (long long)((const int64_t *)data)[i]);
     return;
   }
   float f = ((const float *)data)[i];
-  if (!isfinite(f)) sw_buf_append(b, "null", 4); /* JSON has no NaN or infinity */
-  else sw_buf_printf(b, "%.9g", (double)f);
+  if (!isfinite(f)) {
+    sw_buf_append(b, "null", 4); /* JSON has no NaN or infinity */
+    return;
+  }
+  char text[32];
+  size_t n = format_float(f, text);
+  sw_buf_append(b, text, n);
 }
 
 /* Example row of an output as a nested list in its per-example shape. */
@@ -614,6 +662,8 @@ static int status_code(sw_status st) {
   }
 }
 
+static enum MHD_Result finish_inference(conn_ctx *c);
+
 static enum MHD_Result start_inference(conn_ctx *c) {
   const char *body = c->body.data ? (const char *)c->body.data : "";
   sw_status st;
@@ -631,6 +681,10 @@ static enum MHD_Result start_inference(conn_ctx *c) {
     st = sw_serve_parse_infer(body, c->body.len, header_len, &c->v->sig, &c->job.inputs);
   }
   if (st) return send_error(c, status_code(st), "%s", sw_last_error());
+  if (sw__version_run_inline(c->v, &c->job)) {
+    c->state = ST_DONE;
+    return finish_inference(c);
+  }
   c->job.notify = job_done;
   c->job.arg = c;
   c->state = ST_WAITING;

@@ -92,6 +92,7 @@ typedef struct sw__version {
   pthread_cond_t cv;
   sw__job *head, *tail;
   int queued;
+  bool busy; /* someone (the compute thread or an HTTP thread inline) runs the graph */
   bool stop;
   int max_batch, max_queue;
   int64_t timeout_us;
@@ -110,6 +111,10 @@ sw_status sw__version_load(const char *model, int64_t version, const char *path,
 void sw__version_ref(sw__version *v);
 /* Drops a reference; the last one stops the compute thread and frees everything. */
 void sw__version_unref(sw__version *v);
+/* Runs job at once on the calling thread when nothing is queued, the graph is free and
+ * batches do not wait to fill (batch timeout 0): no hand-off to the compute thread and
+ * back. False when the caller must submit it instead. */
+bool sw__version_run_inline(sw__version *v, sw__job *job);
 /* Queues a job; REFUSED when the queue is full (the caller answers 429 at once). */
 sw_status sw__version_submit(sw__version *v, sw__job *job);
 void sw__job_clear(sw__job *job, const sw__version *v);

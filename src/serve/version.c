@@ -178,6 +178,30 @@ void sw__version_unref(sw__version *v) {
   sw_free(v);
 }
 
+bool sw__version_run_inline(sw__version *v, sw__job *job) {
+  if (v->timeout_us > 0) return false;
+  pthread_mutex_lock(&v->mu);
+  if (v->busy || v->head || v->stop) {
+    pthread_mutex_unlock(&v->mu);
+    return false;
+  }
+  v->busy = true;
+  pthread_mutex_unlock(&v->mu);
+  job->t_enqueue = job->t_start = sw_now();
+  sw_status st = run_rows(v, &job, 1, job->inputs.rows);
+  job->t_end = sw_now();
+  sw__stats_batch(v->stats, job->inputs.rows, &job, 1, job->t_end - job->t_start);
+  if (st) {
+    job->status = st;
+    snprintf(job->error, sizeof job->error, "inference failed: %s", sw_strerror(st));
+  }
+  pthread_mutex_lock(&v->mu);
+  v->busy = false;
+  if (v->head) pthread_cond_signal(&v->cv); /* what queued meanwhile goes to the compute thread */
+  pthread_mutex_unlock(&v->mu);
+  return true;
+}
+
 sw_status sw__version_submit(sw__version *v, sw__job *job) {
   pthread_mutex_lock(&v->mu);
   if (v->queued >= v->max_queue) {
@@ -215,8 +239,8 @@ static void *compute_main(void *arg) {
   if (!batch) batch = one;
   pthread_mutex_lock(&v->mu);
   for (;;) {
-    while (!v->head && !v->stop) pthread_cond_wait(&v->cv, &v->mu);
-    if (!v->head) break;
+    while ((!v->head || v->busy) && !v->stop) pthread_cond_wait(&v->cv, &v->mu);
+    if (!v->head || v->busy) break;
     if (v->timeout_us > 0 && v->max_batch > 1 && queued_rows(v) < v->max_batch) {
       /* wait a little for the batch to fill, from the oldest job's arrival */
       double deadline = v->head->t_enqueue + (double)v->timeout_us * 1e-6;
@@ -241,6 +265,7 @@ static void *compute_main(void *arg) {
       rows += j->inputs.rows;
       batch[n++] = j;
     }
+    v->busy = true;
     pthread_mutex_unlock(&v->mu);
     double t0 = sw_now();
     for (size_t i = 0; i < n; i++) batch[i]->t_start = t0;
@@ -257,6 +282,7 @@ static void *compute_main(void *arg) {
       j->notify(j->arg);
     }
     pthread_mutex_lock(&v->mu);
+    v->busy = false;
   }
   pthread_mutex_unlock(&v->mu);
   if (batch != one) sw_free(batch);
