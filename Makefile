@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 PYTHON := /usr/bin/python3
 WERROR := $(if $(CI),ON,OFF)
 
-.PHONY: all deps build build-asan test test-unit test-integration test-asan test-long demo bench bench-train bench-infer fuzz clean
+.PHONY: all deps build build-asan test test-unit test-integration test-asan test-long demo bench bench-train bench-infer bench-serve fuzz clean
 
 all: build
 
@@ -40,17 +40,22 @@ test-long: build
 	@SLIPWAY_BIN=$(CURDIR)/$(BUILD)/slipway $(PYTHON) -m pytest tests/long -q -s
 
 # Benchmarks (figures, never pass/fail; docs/BENCHMARKS.md): the data pipeline, then
-# training against PyTorch, inference against ONNX Runtime.
+# training against PyTorch, inference against ONNX Runtime, serving against nginx.
 bench: build
 	@bench/prep_read.sh $(BUILD)
 	@bench/train_vs_torch.sh $(BUILD)
 	@bench/infer_vs_ort.sh $(BUILD)
+	@bench/serve_vs_nginx.sh $(BUILD)
 
 bench-train: build
 	@bench/train_vs_torch.sh $(BUILD)
 
 bench-infer: build
 	@bench/infer_vs_ort.sh $(BUILD)
+
+# The model server against nginx (wrk; installs nginx and wrk with apt when missing).
+bench-serve: build
+	@bench/serve_vs_nginx.sh $(BUILD)
 
 # libFuzzer builds of every fuzz target (clang); run one with e.g.
 #   build-fuzz/tests/fuzz_csv -max_total_time=60 tests/fuzz/corpus/csv

@@ -921,7 +921,10 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
   s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                           MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s ? cfg->timeout_s : 30u,
                           MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                          MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+                          MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+                          /* each connection's pool is zeroed between requests: keep it small (bodies
+                           * are copied out chunk by chunk, headers are small) */
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
   if (!s->d) {
     st = sw_error(SW_STATUS_IO, "cannot listen on %s (in use, or not an address of this host)", cfg->listen);
     sw_server_free(s);

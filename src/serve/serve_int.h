@@ -91,6 +91,7 @@ typedef struct sw__version {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   sw__job *head, *tail;
+  sw__job **leader_batch; /* for the HTTP thread that runs the graph inline */
   int queued;
   bool busy; /* someone (the compute thread or an HTTP thread inline) runs the graph */
   bool stop;

@@ -58,6 +58,8 @@ static void class_names(sw__version *v) {
 }
 
 static sw_status run_rows(sw__version *v, sw__job **jobs, size_t n_jobs, int64_t total);
+static size_t take_batch(sw__version *v, sw__job **batch, size_t cap, int64_t *rows);
+static void run_batch(sw__version *v, sw__job **batch, size_t n, int64_t rows);
 static void *compute_main(void *arg);
 
 sw_status sw__version_load(const char *model, int64_t version, const char *path, const char *sha256,
@@ -140,6 +142,7 @@ sw_status sw__version_load(const char *model, int64_t version, const char *path,
     pthread_mutex_unlock(&v->stats->mu);
   }
   v->loaded_at = sw_now();
+  v->leader_batch = sw_calloc((size_t)v->max_batch, sizeof *v->leader_batch); /* NULL: no inline runs */
   if (pthread_create(&v->thread, NULL, compute_main, v)) {
     st = sw_error(SW_STATUS_NOMEM, "cannot start a compute thread");
     goto out;
@@ -171,6 +174,7 @@ void sw__version_unref(sw__version *v) {
   pthread_mutex_destroy(&v->mu);
   pthread_cond_destroy(&v->cv);
   sw_graph_free(v->g);
+  sw_free(v->leader_batch);
   json_decref(v->meta);
   for (size_t i = 0; i < v->n_classes; i++) sw_free(v->class_names[i]);
   sw_free(v->class_names);
@@ -179,7 +183,7 @@ void sw__version_unref(sw__version *v) {
 }
 
 bool sw__version_run_inline(sw__version *v, sw__job *job) {
-  if (v->timeout_us > 0) return false;
+  if (v->timeout_us > 0 || !v->leader_batch) return false;
   pthread_mutex_lock(&v->mu);
   if (v->busy || v->head || v->stop) {
     pthread_mutex_unlock(&v->mu);
@@ -187,17 +191,21 @@ bool sw__version_run_inline(sw__version *v, sw__job *job) {
   }
   v->busy = true;
   pthread_mutex_unlock(&v->mu);
-  job->t_enqueue = job->t_start = sw_now();
-  sw_status st = run_rows(v, &job, 1, job->inputs.rows);
-  job->t_end = sw_now();
-  sw__stats_batch(v->stats, job->inputs.rows, &job, 1, job->t_end - job->t_start);
-  if (st) {
-    job->status = st;
-    snprintf(job->error, sizeof job->error, "inference failed: %s", sw_strerror(st));
-  }
+  job->t_enqueue = sw_now();
+  job->notify = NULL;
+  run_batch(v, &job, 1, job->inputs.rows);
+  /* what queued meanwhile runs here too, a few batches at most, rather than waking the
+   * compute thread: a hand-off costs more than the pass at small batches */
   pthread_mutex_lock(&v->mu);
+  for (int round = 0; round < 4 && v->head; round++) {
+    int64_t rows = 0;
+    size_t n = take_batch(v, v->leader_batch, (size_t)v->max_batch, &rows);
+    pthread_mutex_unlock(&v->mu);
+    run_batch(v, v->leader_batch, n, rows);
+    pthread_mutex_lock(&v->mu);
+  }
   v->busy = false;
-  if (v->head) pthread_cond_signal(&v->cv); /* what queued meanwhile goes to the compute thread */
+  if (v->head) pthread_cond_signal(&v->cv); /* the rest goes to the compute thread */
   pthread_mutex_unlock(&v->mu);
   return true;
 }
@@ -231,6 +239,39 @@ static int64_t queued_rows(const sw__version *v) {
   return r;
 }
 
+/* Under v->mu: takes the oldest jobs that fit in one batch (at least one). */
+static size_t take_batch(sw__version *v, sw__job **batch, size_t cap, int64_t *rows) {
+  size_t n = 0;
+  *rows = 0;
+  while (v->head && n < cap && (n == 0 || *rows + v->head->inputs.rows <= v->max_batch)) {
+    sw__job *j = v->head;
+    v->head = j->next;
+    if (!v->head) v->tail = NULL;
+    v->queued--;
+    *rows += j->inputs.rows;
+    batch[n++] = j;
+  }
+  return n;
+}
+
+/* Runs one batch (the caller holds busy) and tells each job's owner. */
+static void run_batch(sw__version *v, sw__job **batch, size_t n, int64_t rows) {
+  double t0 = sw_now();
+  for (size_t i = 0; i < n; i++) batch[i]->t_start = t0;
+  sw_status st = run_rows(v, batch, n, rows);
+  double t1 = sw_now();
+  sw__stats_batch(v->stats, rows, batch, n, t1 - t0);
+  for (size_t i = 0; i < n; i++) {
+    sw__job *j = batch[i];
+    j->t_end = t1;
+    if (st && !j->status) {
+      j->status = st;
+      snprintf(j->error, sizeof j->error, "inference failed: %s", sw_strerror(st));
+    }
+    if (j->notify) j->notify(j->arg);
+  }
+}
+
 static void *compute_main(void *arg) {
   sw__version *v = arg;
   sw__job *one[1];
@@ -255,32 +296,11 @@ static void *compute_main(void *arg) {
         wait = deadline - sw_now();
       }
     }
-    size_t n = 0;
     int64_t rows = 0;
-    while (v->head && n < cap && (n == 0 || rows + v->head->inputs.rows <= v->max_batch)) {
-      sw__job *j = v->head;
-      v->head = j->next;
-      if (!v->head) v->tail = NULL;
-      v->queued--;
-      rows += j->inputs.rows;
-      batch[n++] = j;
-    }
+    size_t n = take_batch(v, batch, cap, &rows);
     v->busy = true;
     pthread_mutex_unlock(&v->mu);
-    double t0 = sw_now();
-    for (size_t i = 0; i < n; i++) batch[i]->t_start = t0;
-    sw_status st = run_rows(v, batch, n, rows);
-    double t1 = sw_now();
-    sw__stats_batch(v->stats, rows, batch, n, t1 - t0);
-    for (size_t i = 0; i < n; i++) {
-      sw__job *j = batch[i];
-      j->t_end = t1;
-      if (st && !j->status) {
-        j->status = st;
-        snprintf(j->error, sizeof j->error, "inference failed: %s", sw_strerror(st));
-      }
-      j->notify(j->arg);
-    }
+    run_batch(v, batch, n, rows);
     pthread_mutex_lock(&v->mu);
     v->busy = false;
   }
