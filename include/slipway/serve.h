@@ -135,6 +135,23 @@ sw_status sw_serve_parse_classify(const char *body, size_t len, const sw_serve_s
 sw_status sw_serve_parse_infer(const char *body, size_t len, size_t header_len, const sw_serve_signature *sig,
                                sw_serve_inputs *out);
 
+/* The signature of a graph (allocated, its batch set to 1, so output shapes are known):
+ * per-example shapes and dtypes of inputs in[] and outputs out[]; in_names, when not
+ * NULL, names the inputs (a run dir's inputs are named by their dataset features). The
+ * names point into the graph or in_names. UNSUPPORTED for a symbolic dimension other than
+ * the batch, uint8 inputs or more than SW_SERVE_MAX_IO of either. */
+sw_status sw_serve_signature_of(sw_graph *g, const sw_node *in, const char *const *in_names, size_t n_in,
+                                const sw_node *out, size_t n_out, sw_serve_signature *sig);
+
+/* A float as JSON that reads back as the same float (nine significant digits at most);
+ * finite values only. Returns the length written (NUL-terminated). */
+size_t sw_serve_format_float(float f, char out[32]);
+/* TF Serving's :predict answer for rows examples: {"predictions": [...]} (one entry per
+ * example; an object by output name with several outputs) or, columnar, {"outputs": ...};
+ * outputs[k] holds rows * per values of output k. Appends to out. */
+sw_status sw_serve_encode_predict(const sw_serve_signature *sig, int64_t rows, bool columnar, void *const *outputs,
+                                  sw_buf *out);
+
 /* One ground-truth label of a feedback body: a class index, a class name or a number. */
 typedef struct {
   char *id;

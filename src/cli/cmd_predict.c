@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "slipway/data.h"
 #include "slipway/nn.h"
+#include "slipway/serve.h"
 #include "slipway/train.h"
 
 #define PREDICT_BATCH 256
@@ -17,10 +18,12 @@ static void help(void) {
       "usage: slipway predict --model REF --input FILE|- [--data DIR]\n"
       "\n"
       "Runs a model over instances and prints its outputs. REF is a run dir or an .onnx\n"
-      "file. The input is {\"instances\": [...]}: each instance a number, or a (nested) list\n"
-      "of numbers, for a model with one input, or an object {INPUT: value} for several.\n"
-      "The output is {\"predictions\": [...]}, one list per instance (an object per\n"
-      "instance, by output name, when the model has several outputs).\n"
+      "file. The input is TensorFlow Serving's {\"instances\": [...]}: each instance a\n"
+      "number, or a (nested) list of numbers, for a model with one input, or an object\n"
+      "{INPUT: value} for several (NaN and Infinity accepted); or columns,\n"
+      "{\"inputs\": ...}. The output is {\"predictions\": [...]}, one list per instance (an\n"
+      "object per instance, by output name, when the model has several outputs), or\n"
+      "{\"outputs\": ...} for columns: what `slipway serve` answers.\n"
       "\n"
       "flags:\n"
       "  --model REF      a run dir or an .onnx file\n"
@@ -110,92 +113,19 @@ static void predictor_free(predictor *p) {
   json_decref(p->run);
 }
 
-/* Writes the numbers of a (nested) list in order; false when something else is there
- * or there are more than cap. */
-static bool flatten(const json_t *j, sw_dtype dt, void *dst, int64_t cap, int64_t *n, const char **why) {
-  if (json_is_array(j)) {
-    size_t i;
-    const json_t *e;
-    json_array_foreach(j, i, e) if (!flatten(e, dt, dst, cap, n, why)) return false;
-    return true;
+/* Rows [first, first + n) of the request's inputs into the graph, and the outputs back. */
+static void copy_in(predictor *p, const sw_serve_signature *sig, const sw_serve_inputs *in, int64_t first, int64_t n) {
+  for (size_t k = 0; k < sig->n_in; k++) {
+    size_t row = (size_t)sig->in[k].per * sw_dtype_size(sig->in[k].dtype);
+    memcpy(sw_graph_data(p->g, p->in[k]), (const uint8_t *)in->in[k] + (size_t)first * row, (size_t)n * row);
   }
-  if (!json_is_number(j)) {
-    *why = "holds something other than numbers";
-    return false;
-  }
-  if (*n >= cap) {
-    *n = cap + 1;
-    return true;
-  }
-  double v = json_number_value(j);
-  if (dt == SW_DTYPE_F32) ((float *)dst)[*n] = (float)v;
-  else {
-    if (!json_is_integer(j)) {
-      *why = "needs integers";
-      return false;
-    }
-    ((int64_t *)dst)[*n] = json_integer_value(j);
-  }
-  (*n)++;
-  return true;
 }
 
-static int64_t per_example(const sw_graph *g, sw_node n) {
-  int64_t k = 1;
-  for (int d = 1; d < sw_graph_rank(g, n); d++) k *= sw_graph_shape(g, n)[d];
-  return k;
-}
-
-static sw_status feed(predictor *p, const json_t *instances, size_t first, size_t count) {
-  sw_status st = sw_graph_set_batch(p->g, (int64_t)count);
-  if (st) return st;
-  for (size_t k = 0; k < p->n_in; k++) {
-    sw_dtype dt = sw_graph_dtype(p->g, p->in[k]);
-    int64_t per = per_example(p->g, p->in[k]);
-    uint8_t *data = sw_graph_data(p->g, p->in[k]);
-    for (size_t i = 0; i < count; i++) {
-      const json_t *inst = json_array_get(instances, first + i), *v = inst;
-      if (json_is_object(inst)) {
-        v = json_object_get(inst, p->in_name[k]);
-        if (!v) return sw_error(SW_STATUS_FORMAT, "instance %zu: no value for input '%s'", first + i, p->in_name[k]);
-      } else if (p->n_in > 1) {
-        return sw_error(SW_STATUS_FORMAT, "instance %zu: the model has %zu inputs: give an object {input: value}", first + i, p->n_in);
-      }
-      int64_t n = 0;
-      const char *why = "";
-      if (!flatten(v, dt, data + (size_t)(i * per) * 8 / (dt == SW_DTYPE_F32 ? 2 : 1), per, &n, &why))
-        return sw_error(SW_STATUS_FORMAT, "instance %zu: input '%s' %s", first + i, p->in_name[k], why);
-      if (n != per)
-        return sw_error(SW_STATUS_FORMAT, "instance %zu: input '%s' needs %lld values, got %s%lld", first + i, p->in_name[k],
-                        (long long)per, n > per ? "more than " : "", (long long)(n > per ? per : n));
-    }
+static void copy_out(predictor *p, const sw_serve_signature *sig, void **out, int64_t first, int64_t n) {
+  for (size_t k = 0; k < sig->n_out; k++) {
+    size_t row = (size_t)sig->out[k].per * sw_dtype_size(sig->out[k].dtype);
+    memcpy((uint8_t *)out[k] + (size_t)first * row, sw_graph_data(p->g, p->out[k]), (size_t)n * row);
   }
-  return SW_STATUS_OK;
-}
-
-/* Example i of an output as a nested list in the output's per-example shape. */
-static json_t *nested(const sw_graph *g, sw_node n, const void *data, int dim, int64_t *pos) {
-  int rank = sw_graph_rank(g, n);
-  if (dim == rank) {
-    int64_t k = (*pos)++;
-    if (sw_graph_dtype(g, n) != SW_DTYPE_F32) return json_integer(((const int64_t *)data)[k]);
-    float f = ((const float *)data)[k];
-    return isfinite(f) ? json_real(f) : json_null(); /* JSON has no NaN or infinity */
-  }
-  json_t *a = json_array();
-  for (int64_t i = 0; i < sw_graph_shape(g, n)[dim]; i++) json_array_append_new(a, nested(g, n, data, dim + 1, pos));
-  return a;
-}
-
-static json_t *example_output(predictor *p, size_t k, size_t i) {
-  sw_node n = p->out[k];
-  const void *data = sw_graph_data(p->g, n);
-  if (sw_graph_rank(p->g, n) == 0) {
-    int64_t pos = 0;
-    return nested(p->g, n, data, 0, &pos);
-  }
-  int64_t pos = (int64_t)i * per_example(p->g, n);
-  return nested(p->g, n, data, 1, &pos);
 }
 
 int sw_cmd_predict(int argc, char **argv) {
@@ -229,50 +159,58 @@ int sw_cmd_predict(int argc, char **argv) {
   if (!model || !input) return sw_cli_usage_error("predict", "--model and --input are required");
 
   predictor p = {0};
-  json_t *doc = NULL, *preds = NULL;
-  json_error_t jerr;
+  sw_serve_signature sig;
+  sw_serve_inputs in = {0};
+  void *outs[SW_SERVE_MAX_IO] = {0};
+  sw_buf text = {0}, res = {0};
+  uint8_t *file = NULL;
+  size_t file_len = 0;
   sw_status st = SW_STATUS_OK;
-  doc = !strcmp(input, "-") ? json_loadf(stdin, 0, &jerr) : json_load_file(input, 0, &jerr);
-  if (!doc) {
-    st = sw_error(SW_STATUS_FORMAT, "%s: line %d: %s", !strcmp(input, "-") ? "stdin" : input, jerr.line, jerr.text);
-    goto out;
+  if (!strcmp(input, "-")) {
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, stdin)) > 0 && !st) st = sw_buf_append(&text, chunk, got);
+    if (!st && ferror(stdin)) st = sw_error(SW_STATUS_IO, "stdin: read error");
+  } else {
+    st = sw_read_file(input, &file, &file_len);
   }
-  const json_t *instances = json_object_get(doc, "instances");
-  if (!json_is_array(instances) || json_array_size(instances) == 0) {
-    st = sw_error(SW_STATUS_FORMAT, "%s: needs {\"instances\": [...]} with at least one instance", input);
-    goto out;
-  }
+  if (st) goto out;
   st = ends_with(model, ".onnx") ? load_onnx(&p, model) : load_run(&p, model, data_dir);
-  size_t total = json_array_size(instances);
-  int64_t max_batch = total < PREDICT_BATCH ? (int64_t)total : PREDICT_BATCH;
-  if (!st) st = sw_graph_alloc(p.g, max_batch);
+  if (!st) st = sw_graph_alloc(p.g, PREDICT_BATCH);
   if (!st) st = sw_graph_set_threads(p.g, threads);
+  if (!st) st = sw_graph_set_batch(p.g, 1);
+  if (!st) st = sw_serve_signature_of(p.g, p.in, p.in_name, p.n_in, p.out, p.n_out, &sig);
   if (st) goto out;
   sw_graph_set_training(p.g, false);
-  preds = json_array();
-  for (size_t first = 0; first < total && !st; first += (size_t)max_batch) {
-    size_t count = total - first < (size_t)max_batch ? total - first : (size_t)max_batch;
-    st = feed(&p, instances, first, count);
-    if (!st) st = sw_graph_forward(p.g);
-    for (size_t i = 0; i < count && !st; i++) {
-      if (p.n_out == 1) {
-        json_array_append_new(preds, example_output(&p, 0, i));
-        continue;
-      }
-      json_t *o = json_object();
-      for (size_t k = 0; k < p.n_out; k++) json_object_set_new(o, sw_graph_name(p.g, p.out[k]), example_output(&p, k, i));
-      json_array_append_new(preds, o);
-    }
+  /* the server's parser: {"instances": rows} or {"inputs": columns}, NaN and Infinity
+   * accepted, numbers read exactly as strtod reads them */
+  st = file ? sw_serve_parse_predict((const char *)file, file_len, &sig, &in)
+            : sw_serve_parse_predict(text.data ? (const char *)text.data : "", text.len, &sig, &in);
+  if (st) {
+    sw_error_prefix(st, "%s: ", !strcmp(input, "-") ? "stdin" : input);
+    goto out;
   }
+  for (size_t k = 0; k < sig.n_out && !st; k++)
+    if (!(outs[k] = sw_malloc((size_t)(in.rows * sig.out[k].per) * sw_dtype_size(sig.out[k].dtype))))
+      st = sw_error(SW_STATUS_NOMEM, "out of memory");
+  for (int64_t first = 0; first < in.rows && !st; first += PREDICT_BATCH) {
+    int64_t count = in.rows - first < PREDICT_BATCH ? in.rows - first : PREDICT_BATCH;
+    st = sw_graph_set_batch(p.g, count);
+    if (!st) copy_in(&p, &sig, &in, first, count);
+    if (!st) st = sw_graph_forward(p.g);
+    if (!st) copy_out(&p, &sig, outs, first, count);
+  }
+  if (!st) st = sw_serve_encode_predict(&sig, in.rows, in.columnar, outs, &res);
   if (st) goto out;
-  json_t *res = json_pack("{s:O}", "predictions", preds);
-  json_dumpf(res, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9));
+  fwrite(res.data, 1, res.len, stdout);
   fputc('\n', stdout);
-  json_decref(res);
 out:
   if (st) fprintf(stderr, "slipway predict: %s\n", sw_last_error()[0] ? sw_last_error() : sw_strerror(st));
-  json_decref(preds);
-  json_decref(doc);
+  for (size_t k = 0; k < SW_SERVE_MAX_IO; k++) sw_free(outs[k]);
+  sw_serve_inputs_clear(&in, SW_SERVE_MAX_IO);
+  sw_buf_free(&text);
+  sw_buf_free(&res);
+  sw_free(file);
   predictor_free(&p);
   return st ? SW_EXIT_FAILURE : SW_EXIT_OK;
 }

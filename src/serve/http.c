@@ -280,127 +280,8 @@ bad:
 
 /* ---- encoding outputs --------------------------------------------------------------- */
 
-/* A finite float as JSON that reads back as the same float: nine significant digits
- * from one scaling by an exact power of ten, checked by reading it back (printf's %.9g,
- * several times slower, where the check fails or the magnitude is unusual). */
-static size_t format_float(float f, char *out) {
-  static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16};
-  double x = f, ax = fabs(x);
-  if (ax == 0) {
-    if (signbit(f)) {
-      memcpy(out, "-0.0", 5);
-      return 4;
-    }
-    memcpy(out, "0.0", 4);
-    return 3;
-  }
-  if (ax >= 1e-7 && ax < 1e9) {
-    int e10 = (int)floor(log10(ax)); /* 10^e10 <= ax < 10^(e10+1), give or take one */
-    int frac = 8 - e10;              /* digits after the point for nine significant */
-    if (frac >= 0 && frac <= 16) {
-      double scaled = nearbyint(ax * p10[frac]);
-      uint64_t digits = (uint64_t)scaled;
-      char buf[32];
-      int len = 0;
-      do {
-        buf[len++] = (char)('0' + digits % 10);
-        digits /= 10;
-      } while (digits);
-      while (len <= frac) buf[len++] = '0'; /* at least one digit before the point */
-      char *o = out;
-      if (x < 0) *o++ = '-';
-      for (int i = len - 1; i >= frac; i--) *o++ = buf[i];
-      int last = 0; /* trailing zeros of the fraction go */
-      while (last < frac && buf[last] == '0') last++;
-      if (last < frac) {
-        *o++ = '.';
-        for (int i = frac - 1; i >= last; i--) *o++ = buf[i];
-      }
-      *o = '\0';
-      if (strtof(out, NULL) == f) return (size_t)(o - out);
-    }
-  }
-  return (size_t)snprintf(out, 32, "%.9g", (double)f);
-}
-
-static void put_number(sw_buf *b, sw_dtype dt, const void *data, int64_t i) {
-  if (dt == SW_DTYPE_I64) {
-    sw_buf_printf(b, "%lld", (long long)((const int64_t *)data)[i]);
-    return;
-  }
-  float f = ((const float *)data)[i];
-  if (!isfinite(f)) {
-    sw_buf_append(b, "null", 4); /* JSON has no NaN or infinity */
-    return;
-  }
-  char text[32];
-  size_t n = format_float(f, text);
-  sw_buf_append(b, text, n);
-}
-
-/* Example row of an output as a nested list in its per-example shape. */
-static void put_nested(sw_buf *b, const sw_serve_io *io, const void *data, int dim, int64_t *pos) {
-  if (dim == io->rank) {
-    put_number(b, io->dtype, data, (*pos)++);
-    return;
-  }
-  sw_buf_append(b, "[", 1);
-  for (int64_t i = 0; i < io->shape[dim]; i++) {
-    if (i) sw_buf_append(b, ",", 1);
-    put_nested(b, io, data, dim + 1, pos);
-  }
-  sw_buf_append(b, "]", 1);
-}
-
-static void put_string(sw_buf *b, const char *s) {
-  json_t *j = json_string(s);
-  char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-  if (t) sw_buf_append(b, t, strlen(t));
-  else sw_buf_append(b, "\"\"", 2);
-  free(t);
-  json_decref(j);
-}
-
 static void encode_predict(const sw__version *v, const sw__job *job, sw_buf *b) {
-  const sw_serve_signature *sig = &v->sig;
-  int64_t rows = job->inputs.rows;
-  if (!job->inputs.columnar) {
-    sw_buf_append(b, "{\"predictions\":[", 16);
-    for (int64_t r = 0; r < rows; r++) {
-      if (r) sw_buf_append(b, ",", 1);
-      if (sig->n_out > 1) sw_buf_append(b, "{", 1);
-      for (size_t k = 0; k < sig->n_out; k++) {
-        if (sig->n_out > 1) {
-          if (k) sw_buf_append(b, ",", 1);
-          put_string(b, sig->out[k].name);
-          sw_buf_append(b, ":", 1);
-        }
-        int64_t pos = r * sig->out[k].per;
-        put_nested(b, &sig->out[k], job->out[k], 0, &pos);
-      }
-      if (sig->n_out > 1) sw_buf_append(b, "}", 1);
-    }
-    sw_buf_append(b, "]}", 2);
-    return;
-  }
-  sw_buf_append(b, "{\"outputs\":", 11);
-  if (sig->n_out > 1) sw_buf_append(b, "{", 1);
-  for (size_t k = 0; k < sig->n_out; k++) {
-    if (sig->n_out > 1) {
-      if (k) sw_buf_append(b, ",", 1);
-      put_string(b, sig->out[k].name);
-      sw_buf_append(b, ":", 1);
-    }
-    sw_buf_append(b, "[", 1);
-    for (int64_t r = 0; r < rows; r++) {
-      if (r) sw_buf_append(b, ",", 1);
-      int64_t pos = r * sig->out[k].per;
-      put_nested(b, &sig->out[k], job->out[k], 0, &pos);
-    }
-    sw_buf_append(b, "]", 1);
-  }
-  if (sig->n_out > 1) sw_buf_append(b, "}", 1);
-  sw_buf_append(b, "}", 1);
+  sw_serve_encode_predict(&v->sig, job->inputs.rows, job->inputs.columnar, job->out, b);
 }
 
 /* Class probabilities of row r of the first output: itself when it is a softmax, else
@@ -442,7 +323,7 @@ static void encode_classify(const sw__version *v, const sw__job *job, sw_buf *b)
     for (int64_t i = 0; i < k; i++) {
       if (i) sw_buf_append(b, ",", 1);
       sw_buf_append(b, "[", 1);
-      if ((size_t)i < v->n_classes) put_string(b, v->class_names[i]);
+      if ((size_t)i < v->n_classes) sw__put_string(b, v->class_names[i]);
       else sw_buf_printf(b, "\"%lld\"", (long long)i);
       if (isfinite(probs[i])) sw_buf_printf(b, ",%.9g]", probs[i]);
       else sw_buf_append(b, ",null]", 6);
@@ -459,11 +340,11 @@ static void encode_infer(const sw__version *v, const sw__job *job, sw_buf *b, si
   const sw_serve_signature *sig = &v->sig;
   int64_t rows = job->inputs.rows;
   sw_buf_append(b, "{\"model_name\":", 14);
-  put_string(b, v->model);
+  sw__put_string(b, v->model);
   sw_buf_printf(b, ",\"model_version\":\"%lld\"", (long long)v->version);
   if (job->inputs.id) {
     sw_buf_append(b, ",\"id\":", 6);
-    put_string(b, job->inputs.id);
+    sw__put_string(b, job->inputs.id);
   }
   sw_buf_append(b, ",\"outputs\":[", 12);
   bool first = true, any_binary = false;
@@ -473,7 +354,7 @@ static void encode_infer(const sw__version *v, const sw__job *job, sw_buf *b, si
     if (!first) sw_buf_append(b, ",", 1);
     first = false;
     sw_buf_append(b, "{\"name\":", 8);
-    put_string(b, io->name);
+    sw__put_string(b, io->name);
     sw_buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[%lld", io->dtype == SW_DTYPE_F32 ? "FP32" : "INT64", (long long)rows);
     for (int d = 0; d < io->rank; d++) sw_buf_printf(b, ",%lld", (long long)io->shape[d]);
     sw_buf_append(b, "]", 1);
@@ -486,7 +367,7 @@ static void encode_infer(const sw__version *v, const sw__job *job, sw_buf *b, si
     sw_buf_append(b, ",\"data\":[", 9);
     for (int64_t i = 0; i < n; i++) {
       if (i) sw_buf_append(b, ",", 1);
-      put_number(b, io->dtype, job->out[k], i);
+      sw__put_number(b, io->dtype, job->out[k], i);
     }
     sw_buf_append(b, "]}", 2);
   }

@@ -175,6 +175,13 @@ sw_status sw__manager_reload(sw__manager *m);
 void sw__manager_each(sw__manager *m, void (*fn)(void *ctx, sw__model *model, sw__version *v, bool is_default),
                       void *ctx);
 
+/* ---- JSON writing (encode.c) ------------------------------------------------------- */
+
+void sw__put_number(sw_buf *b, sw_dtype dt, const void *data, int64_t i);
+/* Example values from *pos on as a nested list in io's per-example shape. */
+void sw__put_nested(sw_buf *b, const sw_serve_io *io, const void *data, int dim, int64_t *pos);
+void sw__put_string(sw_buf *b, const char *s);
+
 /* ---- feedback join buffer (feedback.c) -------------------------------------------- */
 
 typedef struct sw__feedback sw__feedback;

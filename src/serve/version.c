@@ -8,40 +8,6 @@
 
 #include "serve/serve_int.h"
 
-static sw_status signature(sw__version *v) {
-  sw_graph *g = v->g;
-  for (size_t k = 0; k < v->sig.n_in; k++) {
-    sw_serve_io *io = &v->sig.in[k];
-    sw_node n = v->in[k];
-    io->name = sw_graph_name(g, n);
-    io->dtype = sw_graph_dtype(g, n);
-    if (io->dtype == SW_DTYPE_U8) return sw_error(SW_STATUS_UNSUPPORTED, "input '%s': uint8 inputs are not served", io->name);
-    io->rank = sw_graph_rank(g, n) - 1;
-    io->per = 1;
-    for (int d = 0; d < io->rank; d++) {
-      io->shape[d] = sw_graph_shape(g, n)[d + 1];
-      if (io->shape[d] <= 0) return sw_error(SW_STATUS_UNSUPPORTED, "input '%s': only the batch dimension may be symbolic", io->name);
-      io->per *= io->shape[d];
-    }
-  }
-  for (size_t k = 0; k < v->sig.n_out; k++) {
-    sw_serve_io *io = &v->sig.out[k];
-    sw_node n = v->out[k];
-    io->name = sw_graph_name(g, n);
-    io->dtype = sw_graph_dtype(g, n);
-    int rank = sw_graph_rank(g, n);
-    if (rank < 1 || sw_graph_shape(g, n)[0] != 1)
-      return sw_error(SW_STATUS_UNSUPPORTED, "output '%s' has no batch dimension", io->name);
-    io->rank = rank - 1;
-    io->per = 1;
-    for (int d = 0; d < io->rank; d++) {
-      io->shape[d] = sw_graph_shape(g, n)[d + 1];
-      io->per *= io->shape[d];
-    }
-  }
-  return SW_STATUS_OK;
-}
-
 static void class_names(sw__version *v) {
   const char *s = json_string_value(json_object_get(v->meta, "slipway.class_names"));
   json_t *list = s ? json_loads(s, 0, NULL) : NULL;
@@ -109,7 +75,7 @@ sw_status sw__version_load(const char *model, int64_t version, const char *path,
   if (st) goto out;
   sw_graph_set_training(v->g, false);
   st = sw_graph_set_batch(v->g, 1);
-  if (!st) st = signature(v);
+  if (!st) st = sw_serve_signature_of(v->g, v->in, NULL, v->sig.n_in, v->out, v->sig.n_out, &v->sig);
   if (st) {
     sw_error_prefix(st, "%s: ", path);
     goto out;
