@@ -63,7 +63,9 @@ typedef struct {
   int64_t ld;
 } col_job;
 
-static void im2col_plane(const geom *q, const float *x, float *col, int64_t ld) {
+/* Rows are short (14 or 28 floats in the CNN): plain loops, not memcpy/memset calls. */
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) static void im2col_plane(const geom *q, const float *x,
+                                                                                        float *col, int64_t ld) {
   for (int64_t ki = 0; ki < q->kh; ki++)
     for (int64_t kj = 0; kj < q->kw; kj++) {
       float *row = col + (ki * q->kw + kj) * ld;
@@ -73,13 +75,13 @@ static void im2col_plane(const geom *q, const float *x, float *col, int64_t ld) 
         float *dst = row + oy * q->wo;
         int64_t iy = oy * q->sh + ki * q->dh - q->pt;
         if (iy < 0 || iy >= q->h) {
-          memset(dst, 0, (size_t)q->wo * sizeof *dst);
+          for (int64_t ox = 0; ox < q->wo; ox++) dst[ox] = 0.0f;
           continue;
         }
         const float *src = x + iy * q->w + offx;
         for (int64_t ox = 0; ox < lo; ox++) dst[ox] = 0.0f;
         if (q->sw == 1)
-          memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof *dst);
+          for (int64_t ox = lo; ox < hi; ox++) dst[ox] = src[ox];
         else
           for (int64_t ox = lo; ox < hi; ox++) dst[ox] = src[ox * q->sw];
         for (int64_t ox = hi; ox < q->wo; ox++) dst[ox] = 0.0f;
@@ -108,15 +110,55 @@ static void col2im_plane(const geom *q, float *dx, const float *col, int64_t ld)
     }
 }
 
+/* im2col_plane for a stride-1, undilated kernel whose output is as large as its input
+ * ("same" padding, the CNN's case). Then a tap's col row, read as one vector over the
+ * plane, is the input plane shifted by (ki - pt) * W + (kj - pl): one long copy, after
+ * which the few cells whose source falls outside the image (the columns that wrapped
+ * to the next row, the rows above or below) are set to zero. Equal to im2col_plane,
+ * cell for cell, at a fraction of its cost on short rows. */
+static void im2col_plane_same(const geom *q, const float *restrict x, float *restrict col, int64_t ld) {
+  int64_t w = q->w, h = q->h;
+  for (int64_t ki = 0; ki < q->kh; ki++)
+    for (int64_t kj = 0; kj < q->kw; kj++) {
+      float *restrict row = col + (ki * q->kw + kj) * ld;
+      int64_t dy = ki - q->pt, dx = kj - q->pl;
+      int64_t y0 = dy < 0 ? -dy : 0, y1 = dy > 0 ? h - dy : h; /* output rows with a source row */
+      int64_t x0 = dx < 0 ? -dx : 0, x1 = dx > 0 ? w - dx : w; /* output columns with a source column */
+      if (y1 <= y0 || x1 <= x0) {
+        for (int64_t i = 0; i < h * w; i++) row[i] = 0.0f;
+        continue;
+      }
+      for (int64_t i = 0; i < y0 * w; i++) row[i] = 0.0f;
+      int64_t a = y0 * w + x0, b = (y1 - 1) * w + x1, shift = dy * w + dx;
+      for (int64_t i = a; i < b; i++) row[i] = x[i + shift];
+      for (int64_t oy = y0; oy < y1; oy++) { /* the wrapped columns of every row */
+        for (int64_t ox = 0; ox < x0; ox++) row[oy * w + ox] = 0.0f;
+        for (int64_t ox = x1; ox < w; ox++) row[oy * w + ox] = 0.0f;
+      }
+      for (int64_t i = y1 * w; i < h * w; i++) row[i] = 0.0f;
+    }
+}
+
+static bool same_shape_stride_1(const geom *q) {
+  return q->sh == 1 && q->sw == 1 && q->dh == 1 && q->dw == 1 && q->ho == q->h && q->wo == q->w &&
+         q->pt < q->kh && q->pl < q->kw;
+}
+
 /* Items are (image j, channel c) pairs: each writes its own rows and columns of col
  * (im2col) or its own input plane (col2im), so the split cannot change the result. */
 static void im2col_range(void *ctx, size_t begin, size_t end) {
   const col_job *jb = ctx;
   const geom *q = jb->q;
   int64_t p = q->ho * q->wo, kk = q->kh * q->kw;
+  bool same = same_shape_stride_1(q);
   for (size_t i = begin; i < end; i++) {
     int64_t j = (int64_t)i / q->c, c = (int64_t)i % q->c;
-    im2col_plane(q, jb->x + (j * q->c + c) * q->h * q->w, jb->col + c * kk * jb->ld + j * p, jb->ld);
+    const float *x = jb->x + (j * q->c + c) * q->h * q->w;
+    float *col = jb->col + c * kk * jb->ld + j * p;
+    if (same)
+      im2col_plane_same(q, x, col, jb->ld);
+    else
+      im2col_plane(q, x, col, jb->ld);
   }
 }
 
@@ -206,6 +248,21 @@ static inline void write_plane(float *y, const float *o, int64_t p, float bias, 
     for (int64_t i = 0; i < p; i++) y[i] = o[i] + bias;
 }
 
+/* The fused 2x2 MaxPool of a plane (row stride `ld` apart from the plane's width
+ * `w`): pooled = relu(max of the window + bias), equal to the max of relu(v + bias)
+ * since both are monotone (and a Relu's output holds no NaN to order). */
+static void pool_plane(float *restrict y, const float *restrict o, int64_t w, int64_t ho, int64_t wo, float bias) {
+  for (int64_t oy = 0; oy < ho; oy++) {
+    const float *r0 = o + 2 * oy * w, *r1 = r0 + w;
+    float *yr = y + oy * wo;
+    for (int64_t ox = 0; ox < wo; ox++) {
+      float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+      float top = a > b ? a : b, bot = c > d ? c : d, v = (top > bot ? top : bot) + bias;
+      yr[ox] = v > 0.0f ? v : 0.0f;
+    }
+  }
+}
+
 static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
   const conv_job *jb = ctx;
   const geom *q = &jb->q;
@@ -213,6 +270,9 @@ static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
   const float *w = F32(jb->wn), *b = jb->bn ? F32(jb->bn) : NULL;
   bool relu = jb->node->fused_relu;
   float *x = F32(jb->xn), *y = F32(jb->node);
+  /* outside training, the fused MaxPool's output instead of Y */
+  sw__node *pool = jb->node->pool_into >= 0 && !jb->g->training ? &jb->g->nodes[jb->node->pool_into] : NULL;
+  int64_t pho = pool ? pool->shape[2] : 0, pwo = pool ? pool->shape[3] : 0, pool_img = q->m * pho * pwo;
   for (size_t t = t0; t < t1; t++) {
     int64_t i0 = q->n * (int64_t)t / jb->parts, i1 = q->n * ((int64_t)t + 1) / jb->parts;
     float *col = (float *)jb->node->scratch + (int64_t)t * jb->slice, *out = col + ckk * jb->k * p;
@@ -223,7 +283,7 @@ static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
         src = x + n0 * in_img;
       else
         run_cols(q, kk, x + n0 * in_img, col, false);
-      if (kk == 1) { /* straight into Y, then bias (and Relu) in place */
+      if (kk == 1 && !pool) { /* straight into Y, then bias (and Relu) in place */
         float *yi = y + n0 * out_img;
         gemm(jb, false, false, q->m, p, ckk, w, ckk, src, ld, 0.0f, yi, p);
         for (int64_t m = 0; m < q->m; m++) write_plane(yi + m * p, yi + m * p, p, b ? b[m] : 0.0f, relu);
@@ -231,8 +291,14 @@ static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
       }
       gemm(jb, false, false, q->m, ld, ckk, w, ckk, src, ld, 0.0f, out, ld);
       for (int64_t j = 0; j < kk; j++)
-        for (int64_t m = 0; m < q->m; m++)
-          write_plane(y + (n0 + j) * out_img + m * p, out + m * ld + j * p, p, b ? b[m] : 0.0f, relu);
+        for (int64_t m = 0; m < q->m; m++) {
+          const float *o = out + m * ld + j * p;
+          float bias = b ? b[m] : 0.0f;
+          if (pool)
+            pool_plane(F32(pool) + (n0 + j) * pool_img + m * pho * pwo, o, q->wo, pho, pwo, bias);
+          else
+            write_plane(y + (n0 + j) * out_img + m * p, o, p, bias, relu);
+        }
     }
   }
 }
@@ -240,6 +306,7 @@ static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
 sw_status sw__cpu_fwd_CONV(sw_graph *g, sw__node *node) {
   conv_job jb;
   conv_job_init(g, node, &jb);
+  if (node->pool_into >= 0 && !g->training) g->values_skipped = true;
   if (jb.parts == 1)
     conv_fwd_range(&jb, 0, 1);
   else
@@ -498,6 +565,7 @@ static void run_pool(sw_graph *g, sw__node *node, void (*fn)(void *, size_t, siz
 /* The argmax is for a backward pass: a forward outside training skips it, and a
  * backward that finds none (a graph run backward without training mode) makes it. */
 sw_status sw__cpu_fwd_MAX_POOL(sw_graph *g, sw__node *node) {
+  if (node->pool_fused && !g->training) return SW_STATUS_OK; /* its Conv wrote it */
   node->scratch_ready = g->training;
   run_pool(g, node, max_pool_range, g->training ? node->scratch : NULL);
   return SW_STATUS_OK;

@@ -62,6 +62,7 @@ static sw_status add_node(sw_graph *g, sw_op_type op, const char *name, sw__node
   nd->op = op;
   nd->name = nm;
   nd->data_of = -1;
+  nd->pool_into = -1;
   sw_op_attrs_default(op, &nd->attrs);
   *id = (sw_node)g->n++;
   *out = nd;
@@ -180,7 +181,11 @@ static sw_status infer_all(sw_graph *g) {
  * - a Relu that is the only reader of a Conv is applied by the Conv as it writes its
  *   output, and views that output: the Conv's value is then the Relu's, which changes
  *   nothing for the Relu's backward (x > 0 exactly where relu(x) > 0) and nothing for
- *   the Conv's (it reads its input and weights, never its output).
+ *   the Conv's (it reads its input and weights, never its output);
+ * - a 2x2, stride-2 MaxPool that is the only reader of such a Relu is computed by the
+ *   Conv too outside training (max commutes with the bias and the Relu, both monotone),
+ *   from the sgemm's output while it is in cache; the Conv's own value is then not
+ *   written, which only a backward pass would read (it refuses to run on it).
  * Nodes marked as outputs (sw_graph_mark_output) keep their own values. */
 static sw_status plan_sharing(sw_graph *g) {
   int *readers = sw_calloc(g->n ? g->n : 1, sizeof *readers);
@@ -202,6 +207,16 @@ static sw_status plan_sharing(sw_graph *g) {
       x->fused_relu = true;
       nd->data_of = xi;
       nd->fwd_noop = true;
+    } else if (nd->op == SW_OP_MAX_POOL && x->op == SW_OP_RELU && x->data_of >= 0 && readers[xi] == 1 &&
+               !x->is_output) {
+      sw__node *conv = &g->nodes[x->data_of];
+      const sw_op_attrs *a = &nd->attrs;
+      if (conv->op == SW_OP_CONV && conv->fused_relu && conv->rank == 4 && a->kernel[0] == 2 && a->kernel[1] == 2 &&
+          a->stride[0] == 2 && a->stride[1] == 2 && a->dilation[0] == 1 && a->dilation[1] == 1 && !a->pad[0] &&
+          !a->pad[1] && !a->pad[2] && !a->pad[3]) {
+        conv->pool_into = (sw_node)i;
+        nd->pool_fused = true;
+      }
     }
   }
   sw_free(readers);
@@ -328,6 +343,7 @@ void sw__parallel(sw_graph *g, size_t n, int64_t work, void (*fn)(void *ctx, siz
 
 sw_status sw_graph_forward(sw_graph *g) {
   if (!g->allocated) return sw_error(SW_STATUS_INVALID, "graph: not allocated");
+  g->values_skipped = false; /* the kernels that skip values set it */
   for (size_t i = 0; i < g->n; i++) {
     sw__node *nd = &g->nodes[i];
     if (nd->op == SW_OP_INPUT || nd->op == SW_OP_PARAM || nd->op == SW_OP_CONST || nd->fwd_noop) continue;
@@ -343,6 +359,8 @@ sw_status sw_graph_backward(sw_graph *g, sw_node loss) {
   sw__node *ln = &g->nodes[loss];
   if (sw__elements(ln->rank, ln->shape) != 1) return sw_error(SW_STATUS_INVALID, "graph: '%s' is not a scalar", ln->name);
   if (!ln->needs_grad) return sw_error(SW_STATUS_INVALID, "graph: no parameter reaches '%s'", ln->name);
+  if (g->values_skipped)
+    return sw_error(SW_STATUS_INVALID, "graph: backward needs a forward pass in training mode (sw_graph_set_training)");
   size_t bytes = 0;
   for (size_t i = 0; i <= (size_t)loss; i++) {
     sw__node *nd = &g->nodes[i];

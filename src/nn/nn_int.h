@@ -30,6 +30,8 @@ typedef struct sw__node {
   sw_node data_of;               /* -1, or the node whose data this one's data is */
   bool grad_shared;              /* grad is data_of's grad (a copy op, sole consumer) */
   bool fused_relu;               /* this Conv applies the Relu that reads it, in place */
+  sw_node pool_into;             /* -1, or the 2x2 MaxPool this Conv computes outside training */
+  bool pool_fused;               /* this MaxPool is computed by its Conv outside training */
   bool fwd_noop, bwd_noop;       /* the kernel has nothing left to do */
   bool is_output;                /* read by the caller: never fused or shared */
   bool scratch_ready;            /* what the last forward left in scratch is complete */
@@ -41,6 +43,7 @@ struct sw_graph {
   int64_t batch, max_batch;
   bool allocated;
   bool training;
+  bool values_skipped;           /* the last forward left fused-away values unwritten */
   uint64_t seed;
   int64_t step;
   int threads;
