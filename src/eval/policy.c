@@ -88,6 +88,7 @@ static sw_status fail(parser *p, sw_status st, const char *fmt, ...) {
 }
 
 static const char *type_name(const json_t *v) {
+  if (!v) return "nothing";
   switch (json_typeof(v)) {
     case JSON_OBJECT: return "a mapping";
     case JSON_ARRAY: return "a list";
