@@ -197,23 +197,40 @@ static inline float apply(arith op, float x, float y) {
   }
 }
 
+/* The two broadcast-free cases, over ranges of the output: same shapes, or by a scalar
+ * (the input transform). */
+typedef struct {
+  arith op;
+  const float *x0, *x1;
+  float *y;
+  bool scalar;
+} arith_job;
+
+static void arith_range(void *ctx, size_t begin, size_t end) {
+  const arith_job *jb = ctx;
+  const float *restrict x0 = jb->x0, *restrict x1 = jb->x1;
+  float *restrict y = jb->y;
+  if (!jb->scalar) {
+    for (size_t i = begin; i < end; i++) y[i] = apply(jb->op, x0[i], x1[i]);
+    return;
+  }
+  const float k = x1[0];
+  switch (jb->op) {
+    case ARITH_ADD: for (size_t i = begin; i < end; i++) y[i] = x0[i] + k; break;
+    case ARITH_SUB: for (size_t i = begin; i < end; i++) y[i] = x0[i] - k; break;
+    case ARITH_MUL: for (size_t i = begin; i < end; i++) y[i] = x0[i] * k; break;
+    default: for (size_t i = begin; i < end; i++) y[i] = x0[i] / k; break;
+  }
+}
+
 static sw_status arith_forward(sw_graph *g, sw__node *node, arith op) {
   sw__node *a = IN(0), *b = IN(1);
   float *y = F32(node);
   const float *x0 = F32(a), *x1 = F32(b);
   int64_t total = elems(node);
-  if (elems(a) == total && elems(b) == total) { /* the common case: no broadcast */
-    for (int64_t i = 0; i < total; i++) y[i] = apply(op, x0[i], x1[i]);
-    return SW_STATUS_OK;
-  }
-  if (elems(a) == total && elems(b) == 1) { /* by a scalar: the input transform */
-    const float k = x1[0];
-    switch (op) {
-      case ARITH_ADD: for (int64_t i = 0; i < total; i++) y[i] = x0[i] + k; break;
-      case ARITH_SUB: for (int64_t i = 0; i < total; i++) y[i] = x0[i] - k; break;
-      case ARITH_MUL: for (int64_t i = 0; i < total; i++) y[i] = x0[i] * k; break;
-      default: for (int64_t i = 0; i < total; i++) y[i] = x0[i] / k; break;
-    }
+  if (elems(a) == total && (elems(b) == total || elems(b) == 1)) {
+    arith_job jb = {op, x0, x1, y, elems(b) == 1 && total != 1};
+    sw__parallel(g, (size_t)total, total / 4, arith_range, &jb);
     return SW_STATUS_OK;
   }
   broadcast_walk w;
