@@ -268,7 +268,8 @@ static int cmd_promote(const args *a) {
     size_t i;
     json_t *c;
     json_array_foreach(json_object_get(d, "checks"), i, c) {
-      printf("  %-4s %s %s%s%s", json_is_true(json_object_get(c, "passed")) ? "ok" : "FAIL", s(c, "kind"), s(c, "metric"),
+      const char *mark = json_is_true(json_object_get(c, "skipped")) ? "skip" : json_is_true(json_object_get(c, "passed")) ? "ok" : "FAIL";
+      printf("  %-4s %s %s%s%s", mark, s(c, "kind"), s(c, "metric"),
              json_is_string(json_object_get(c, "slice")) ? " on " : "", json_is_string(json_object_get(c, "slice")) ? s(c, "slice") : "");
       if (json_is_string(json_object_get(c, "reason"))) printf(": %s", s(c, "reason"));
       printf("\n");
