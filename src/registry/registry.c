@@ -282,22 +282,22 @@ bool sw_model_name_valid(const char *name) { return name && name_valid_n(name, s
 
 sw_status sw_model_ref_parse(const char *text, size_t len, sw_model_ref *out) {
   memset(out, 0, sizeof *out);
+  int shown = (int)(len > 200 ? 200 : len); /* messages quote at most this much */
   size_t sep = 0;
   while (sep < len && text[sep] != ':' && text[sep] != '@') sep++;
-  if (sep == len)
-    return sw_error(SW_STATUS_FORMAT, "'%.*s' is not NAME:VERSION or NAME@ALIAS", (int)(len > 200 ? 200 : len), text);
+  if (sep == len) return sw_error(SW_STATUS_FORMAT, "'%.*s' is not NAME:VERSION or NAME@ALIAS", shown, text);
   if (!name_valid_n(text, sep))
-    return sw_error(SW_STATUS_FORMAT, "'%.*s': a model name is 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit",
-                    (int)(sep > 200 ? 200 : sep), text, SW_MODEL_NAME_MAX);
-  memcpy(out->name, text, sep);
+    return sw_error(SW_STATUS_FORMAT,
+                    "'%.*s': the model name is 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit", shown,
+                    text, SW_MODEL_NAME_MAX);
   const char *rest = text + sep + 1;
   size_t n = len - sep - 1;
   if (text[sep] == '@') {
-    if (!name_valid_n(rest, n)) {
-      memset(out, 0, sizeof *out);
-      return sw_error(SW_STATUS_FORMAT, "'%.*s': an alias is 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit",
-                      (int)(n > 200 ? 200 : n), rest, SW_MODEL_NAME_MAX);
-    }
+    if (!name_valid_n(rest, n))
+      return sw_error(SW_STATUS_FORMAT,
+                      "'%.*s': the alias is 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit", shown,
+                      text, SW_MODEL_NAME_MAX);
+    memcpy(out->name, text, sep);
     memcpy(out->alias, rest, n);
     return SW_STATUS_OK;
   }
@@ -307,10 +307,9 @@ sw_status sw_model_ref_parse(const char *text, size_t len, sw_model_ref *out) {
     if (rest[i] < '0' || rest[i] > '9') ok = false;
     else v = v * 10 + (rest[i] - '0');
   }
-  if (!ok || v < 1 || v > (INT64_C(1) << 53)) {
-    memset(out, 0, sizeof *out);
-    return sw_error(SW_STATUS_FORMAT, "'%.*s': a version is a whole number from 1", (int)(n > 200 ? 200 : n), rest);
-  }
+  if (!ok || v < 1 || v > (INT64_C(1) << 53))
+    return sw_error(SW_STATUS_FORMAT, "'%.*s': the version is a whole number from 1", shown, text);
+  memcpy(out->name, text, sep);
   out->version = v;
   return SW_STATUS_OK;
 }
