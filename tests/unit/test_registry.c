@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,23 @@ static void test_open_migrates_once(void **state) {
   sw_registry_close(again);
   sw_registry_close(r);
   sw_registry_close(NULL);
+  /* a registry written by a newer slipway is refused, not half-understood */
+  const char *bump = "INSERT INTO schema_version (version, applied_at) VALUES (99, 'future')";
+  if (b->pg) {
+    PGconn *conn = PQconnectdb(b->url);
+    PGresult *res = PQexec(conn, bump);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(conn);
+  } else {
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(b->url, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, bump, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  assert_int_equal(sw_registry_open(b->url, b->home, &r), SW_STATUS_UNSUPPORTED);
+  assert_null(r);
+  assert_non_null(strstr(sw_last_error(), "newer than this slipway"));
 }
 
 static void test_refs(void **state) {
