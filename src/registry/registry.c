@@ -450,12 +450,9 @@ static sw_status version_json(sw_registry *r, int64_t vid, json_t **out) {
                     i64s(v, vid));
   if (!st && json_array_size(rows) == 0) st = sw_error(SW_STATUS_NOT_FOUND, "no version with id %lld", (long long)vid);
   if (st) goto out;
-  char m[24], ver[24];
   st = QP(r, &al, "SELECT alias FROM aliases WHERE model_id = $1 AND version = $2 ORDER BY alias", cell(rows, 0, 17),
           cell(rows, 0, 1));
   if (st) goto out;
-  (void)m;
-  (void)ver;
   json_t *aliases = json_array();
   for (size_t i = 0; i < json_array_size(al); i++) json_array_append_new(aliases, json_string(cell(al, i, 0)));
   char *path = sw__artifact_path(r->home, cell(rows, 0, 7));

@@ -497,3 +497,27 @@ def test_bad_input(run, small, store, tmp_path):
     assert r.returncode == 2 and "--policy" in r.stderr
     r = run("registry", "list", "--registry", "postgres://nobody@127.0.0.1:1/none")
     assert r.returncode == 1 and "cannot connect" in r.stderr
+
+
+def test_default_locations(slipway, small, tmp_path, postgres_server):
+    """No flags: ./.slipway/registry.db and ./.slipway/artifacts; $SLIPWAY_HOME moves both;
+    $SLIPWAY_REGISTRY picks the store (here PostgreSQL) while artifacts stay in the home."""
+    env = dict(os.environ, SLIPWAY_LOG="warn")
+    env.pop("SLIPWAY_HOME", None)
+    env.pop("SLIPWAY_REGISTRY", None)
+    r = run_slipway(slipway, "registry", "register", "--run", small["runs"][50], "--name", "fm", cwd=tmp_path, env=env)
+    assert r.returncode == 0, describe(r)
+    assert (tmp_path / ".slipway" / "registry.db").is_file()
+    assert len(list((tmp_path / ".slipway" / "artifacts" / "sha256").glob("*/*"))) == 1
+    home = tmp_path / "elsewhere"
+    env["SLIPWAY_HOME"] = str(home)
+    r = run_slipway(slipway, "registry", "list", "--json", cwd=tmp_path, env=env)
+    assert r.returncode == 0 and json.loads(r.stdout) == [] and (home / "registry.db").is_file()
+    env["SLIPWAY_REGISTRY"] = postgres_database(postgres_server, "t" + uuid.uuid4().hex[:12])
+    r = run_slipway(slipway, "registry", "register", "--run", small["runs"][50], "--name", "pg", "--json", cwd=tmp_path, env=env)
+    assert r.returncode == 0, describe(r)
+    assert Path(json.loads(r.stdout)["artifact"]["path"]).parent.parent.parent == home / "artifacts"
+    r = run_slipway(slipway, "eval", "--model", "pg@x", "--data", small["ds"], cwd=tmp_path, env=env)
+    assert r.returncode == 1 and "no alias 'x'" in r.stderr
+    r = run_slipway(slipway, "registry", "list", "--json", cwd=tmp_path, env=env)
+    assert [v["name"] for v in json.loads(r.stdout)] == ["pg"]
