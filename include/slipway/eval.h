@@ -93,7 +93,11 @@ bool sw_metric_higher_is_better(const char *metric, bool *known);
 
 /* Parses and validates a policy (unknown keys, unknown metric names, wrong types and
  * out-of-range values are errors naming the key). On success *out is the caller's, to be
- * freed with sw_policy_free; on error *out is NULL and *err (caller frees) says why. */
+ * freed with sw_policy_free; on error *out is NULL and *err (caller frees with sw_free;
+ * err may be NULL) says why, starting with the file name and the key's path:
+ * "p.yaml: gate.min.acurracy: unknown metric (...)". SW_STATUS_INVALID for a policy that
+ * fails validation, FORMAT for YAML that does not parse. Absent sections still get their
+ * defaults; `present` says whether the file had them (docs/POLICY.md). */
 sw_status sw_policy_load(const char *path, sw_policy **out, char **err);
 /* The same from a parsed JSON/YAML tree (the admin API posts a policy as JSON). */
 sw_status sw_policy_from_json(const json_t *policy, sw_policy **out, char **err);
@@ -107,7 +111,8 @@ void sw_policy_free(sw_policy *p);
  * thresholds are not checked and are listed as skipped). Returns (caller owns):
  *   {"passed": bool, "split": S,
  *    "checks": [{"metric", "slice"?, "kind": "min"|"max"|"max_drop", "threshold",
- *                "relative"?, "value", "baseline"?, "passed", "reason"}],
+ *                "relative"?, "value", "baseline"?, "allowed"? (max_drop: the absolute
+ *                allowance), "skipped"? (max_drop without baseline), "passed", "reason"}],
  *    "failed": ["accuracy 0.81 < min 0.88", ...]}
  * A gate with no threshold that can be checked refuses ("passed": false, a reason
  * saying so) rather than blessing blindly; a metric the evaluation lacks fails its

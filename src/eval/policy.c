@@ -88,6 +88,7 @@ static sw_status fail(parser *p, sw_status st, const char *fmt, ...) {
 }
 
 static const char *type_name(const json_t *v) {
+  if (!v) return "nothing";
   switch (json_typeof(v)) {
     case JSON_OBJECT: return "a mapping";
     case JSON_ARRAY: return "a list";
@@ -595,10 +596,13 @@ static json_t *thresholds_json(const sw_threshold *t, size_t n) {
   for (size_t i = 0; i < n && o; i++) {
     json_t *v;
     if (t[i].relative) {
-      /* %.15g gives back the digits that were written ("0.5%"), which parse to the
-       * same double again */
+      /* the fewest digits that parse back to the same fraction: "0.5%", as written,
+       * rather than the "0.50000000000000011%" that value * 100 holds */
       char pct[64];
-      snprintf(pct, sizeof pct, "%.15g%%", t[i].value * 100.0);
+      for (int prec = 15; prec <= 17; prec++) {
+        snprintf(pct, sizeof pct, "%.*g%%", prec, t[i].value * 100.0);
+        if (strtod(pct, NULL) / 100.0 == t[i].value) break;
+      }
       v = json_string(pct);
     } else {
       v = json_real(t[i].value);

@@ -439,6 +439,12 @@ static void test_json_equals_yaml(void **state) {
   }
   sw_policy_free(NULL);
   assert_null(sw_policy_to_json(NULL));
+  sw_policy *p = (sw_policy *)&p;
+  char *err = NULL;
+  assert_int_equal(sw_policy_from_json(NULL, &p, &err), SW_STATUS_INVALID);
+  assert_null(p);
+  assert_string_equal(err, "policy: expected a mapping of metric, gate, rollout and monitor, got nothing");
+  sw_free(err);
 }
 
 /* ---- judging --------------------------------------------------------------------------- */
