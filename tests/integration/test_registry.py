@@ -521,3 +521,24 @@ def test_default_locations(slipway, small, tmp_path, postgres_server):
     assert r.returncode == 1 and "no alias 'x'" in r.stderr
     r = run_slipway(slipway, "registry", "list", "--json", cwd=tmp_path, env=env)
     assert [v["name"] for v in json.loads(r.stdout)] == ["pg"]
+
+
+def test_slice_thresholds(run, small, store):
+    """Per-slice value thresholds: the evaluation is sliced by the features the gate names,
+    a weak slice refuses a model that passes overall, and the slices are recorded."""
+    reg_json(run, store, "register", "--run", small["runs"][300], "--name", "fm")
+    strict = small["base"] / f"slices-{store.kind}.yaml"
+    strict.write_text("gate:\n  min: {accuracy: 0.8}\n  slices:\n    label=6: {min: {accuracy: 0.9}}\n")
+    r = reg(run, store, "promote", "fm:1", "--policy", strict, "--json")
+    assert r.returncode == 3, describe(r)
+    res = json.loads(r.stdout)
+    assert res["candidate_eval"]["metrics"]["accuracy"] > 0.8
+    assert res["candidate_eval"]["slices"]["label=6"]["metrics"]["accuracy"] < 0.9
+    assert len(res["decision"]["failed"]) == 1 and "label=6" in res["decision"]["failed"][0], res["decision"]
+    fine = small["base"] / f"slices-ok-{store.kind}.yaml"
+    fine.write_text("gate:\n  min: {accuracy: 0.8}\n  slices:\n    label=1: {min: {accuracy: 0.85}}\n")
+    r = reg(run, store, "promote", "fm:1", "--policy", fine)
+    assert r.returncode == 0, describe(r)
+    evs = reg_json(run, store, "show", "fm:1")["evaluations"]
+    assert {e["slice"] for e in evs} >= {None, "label=1", "label=6"}
+    assert len([e for e in evs if e["slice"] is None]) == 2
