@@ -13,6 +13,8 @@
 extern "C" {
 #endif
 
+/* A handle is one connection: use it from one thread at a time (open one per thread;
+ * processes and threads may share the store itself freely). */
 typedef struct sw_registry sw_registry;
 
 /* Opens (and creates or migrates) a registry. url: a SQLite file path or a

@@ -250,6 +250,8 @@ def test_gate_refuses_worse_and_promotes_better(run, small, store):
     actions = [e["action"] for e in events]
     assert actions.count("register") == 3 and actions.count("promote") == 1 and actions.count("refuse") == 4
     assert actions.count("move") == 3
+    tail = reg_json(run, store, "events", "--after", events[-2]["id"])
+    assert tail == events[-1:]
 
 
 def test_tampered_artifact_refused(run, small, store):
