@@ -146,8 +146,8 @@ int main(int argc, char **argv) {
   qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
   double mean = total / (double)iters;
   printf("{\"engine\":\"slipway\",\"batch\":%ld,\"threads\":%ld,\"iters\":%ld,\"p50_ms\":%.4f,\"p99_ms\":%.4f,"
-         "\"mean_ms\":%.4f,\"samples_per_sec\":%.1f}\n",
-         batch, threads, iters, quantile(ms, (int)iters, 0.5), quantile(ms, (int)iters, 0.99), mean,
+         "\"mean_ms\":%.4f,\"min_ms\":%.4f,\"samples_per_sec\":%.1f}\n",
+         batch, threads, iters, quantile(ms, (int)iters, 0.5), quantile(ms, (int)iters, 0.99), mean, ms[0],
          (double)batch / (mean / 1e3));
   free(ms);
   sw_graph_free(g);

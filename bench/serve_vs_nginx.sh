@@ -6,7 +6,9 @@
 #       loop) for a tiny model (4 features), the Fashion-MNIST MLP in JSON (784 raw
 #       pixels a request) and in the v2 binary tensor extension; nginx answers the same
 #       POST bodies with a fixed response of the same size from memory (`return 200`):
-#       the HTTP ceiling of this machine.
+#       the HTTP ceiling of this machine. Besides requests/s, the CPU time each server
+#       spends per request (user + system, from /proc), which a busy shared machine
+#       moves much less.
 #   (b) dynamic batching: the MLP in JSON at 64 connections, --max-batch 32 against 1.
 #   (c) memory: resident set size after 1 and after 50 load/unload cycles of a version.
 #
@@ -105,16 +107,24 @@ start_server() { # PORT FLAGS... ; waits until ready
 }
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; }
 
-# wrk_run URL BODY [HL] [CTYPE] [CONNS]: prints "rps p50_ms p99_ms non2xx"
+# CPU seconds (user + system) of the processes in $cpu_pids: on a shared machine the CPU
+# a request costs the server moves much less than requests/s do
+cpu_pids=
+cpu_now() { local t=0 p; for p in $cpu_pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+
+# wrk_run URL BODY [HL] [CTYPE] [CONNS]: prints "rps p50_ms p99_ms non2xx cpu_us_per_request"
 wrk_run() {
-  local res
+  local res c0 c1 n
+  c0=$(cpu_now)
   res=$(BODY=$2 HL=${3:-} CTYPE=${4:-application/json} wrk -t2 -c"${5:-32}" -d"${dur}s" --latency -s "$work/body.lua" "$1")
+  c1=$(cpu_now)
+  n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$res")
   local rps p50 p99 bad
   rps=$(sed -n 's/^Requests\/sec: *//p' <<<"$res")
   p50=$(awk '$1=="50%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) sub("ms","",v); else if (v ~ /s$/) {sub("s","",v); v*=1000}; print v}' <<<"$res")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) sub("ms","",v); else if (v ~ /s$/) {sub("s","",v); v*=1000}; print v}' <<<"$res")
   bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *//p' <<<"$res")
-  echo "$rps $p50 $p99 ${bad:-0}"
+  echo "$rps $p50 $p99 ${bad:-0} $(awk "BEGIN{printf \"%.1f\", ($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / $n}")"
 }
 
 # ---- machine ----------------------------------------------------------------------------
@@ -177,16 +187,19 @@ sleep 1
 
 # ---- (a) -------------------------------------------------------------------------------------
 printf '\n(a) batch 1, 32 connections, %s s each (wrk -t2)\n' "$dur"
-printf '%-18s %12s %9s %9s %12s %9s %9s %8s\n' case slipway_rps p50_ms p99_ms nginx_rps p50_ms p99_ms ratio
+printf '%-12s %11s %7s %7s %7s %11s %7s %7s %7s %6s %6s\n' case slipway_rps p50_ms p99_ms cpu_us nginx_rps p50_ms \
+  p99_ms cpu_us rps% cpu%
 run_case() { # NAME SLIPWAY_URL NGINX_URL BODY HL CTYPE
   local s n
+  cpu_pids=$server_pid
   wrk_run "$2" "$4" "$5" "$6" 32 >/dev/null # warm-up
   s=$(wrk_run "$2" "$4" "$5" "$6" 32)
+  cpu_pids=$(pgrep -P "$ngx_pid" | tr '\n' ' ')
   n=$(wrk_run "$3" "$4" "$5" "$6" 32)
-  read -r srps sp50 sp99 sbad <<<"$s"
-  read -r nrps np50 np99 nbad <<<"$n"
-  printf '%-18s %12.0f %9.3f %9.3f %12.0f %9.3f %9.3f %7.0f%%' "$1" "$srps" "$sp50" "$sp99" "$nrps" "$np50" "$np99" \
-    "$(awk "BEGIN{print 100*$srps/$nrps}")"
+  read -r srps sp50 sp99 sbad scpu <<<"$s"
+  read -r nrps np50 np99 nbad ncpu <<<"$n"
+  printf '%-12s %11.0f %7.3f %7.3f %7.1f %11.0f %7.3f %7.3f %7.1f %5.0f%% %5.0f%%' "$1" "$srps" "$sp50" "$sp99" "$scpu" \
+    "$nrps" "$np50" "$np99" "$ncpu" "$(awk "BEGIN{print 100*$srps/$nrps}")" "$(awk "BEGIN{print 100*$ncpu/$scpu}")"
   [[ $sbad == 0 ]] && echo || echo "  ($sbad non-2xx)"
 }
 start_server $sp --model-file "tiny=$work/tiny.onnx" --model-file "mlp=$mlp"
@@ -198,15 +211,16 @@ kill "$ngx_pid"; wait "$ngx_pid" 2>/dev/null || true
 
 # ---- (b) ---------------------------------------------------------------------------------------
 printf '\n(b) dynamic batching, MLP JSON, 64 connections, %s s each\n' "$dur"
-printf '%-34s %12s %9s %9s %12s\n' server rps p50_ms p99_ms mean_batch
+printf '%-38s %10s %8s %8s %8s %10s\n' server rps p50_ms p99_ms cpu_us mean_batch
 for flags in "--max-batch 1" "--max-batch 32" "--max-batch 32 --batch-timeout-us 200"; do
   # shellcheck disable=SC2086
   start_server $sp --model-file "mlp=$mlp" $flags
+  cpu_pids=$server_pid
   wrk_run "http://127.0.0.1:$sp/v1/models/mlp:predict" "$work/mlp.json" "" application/json 64 >/dev/null
   r=$(wrk_run "http://127.0.0.1:$sp/v1/models/mlp:predict" "$work/mlp.json" "" application/json 64)
-  read -r rps p50 p99 bad <<<"$r"
+  read -r rps p50 p99 bad cpu <<<"$r"
   mean=$(curl -s "http://127.0.0.1:$sp/metrics" | awk '/^slipway_batch_size_sum/ {s=$2} /^slipway_batch_size_count/ {c=$2} END {printf "%.2f", s/c}')
-  printf '%-34s %12.0f %9.3f %9.3f %12s\n' "$flags" "$rps" "$p50" "$p99" "$mean"
+  printf '%-38s %10.0f %8.3f %8.3f %8.1f %10s\n' "$flags" "$rps" "$p50" "$p99" "$cpu" "$mean"
   stop_server
 done
 

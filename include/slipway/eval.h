@@ -11,7 +11,10 @@ extern "C" {
 #endif
 
 typedef struct {
-  const char *model_ref; /* a run dir or an .onnx file */
+  const char *model_ref; /* a run dir, an ONNX file, or NAME:VERSION / NAME@ALIAS in the registry */
+  const char *registry;  /* for registry refs: the registry URL (NULL: $SLIPWAY_REGISTRY or
+                            $SLIPWAY_HOME/registry.db) */
+  const char *home;      /* for registry refs: $SLIPWAY_HOME (NULL: the environment's, or ./.slipway) */
   const char *data_dir;
   const char *split;     /* NULL: "test" */
   const char *slice;     /* a feature to slice by, or NULL */
@@ -19,7 +22,9 @@ typedef struct {
   int64_t batch_size;    /* <= 0: 256 */
 } sw_eval_options;
 
-/* Loads the run's model (its parameters verified against run.json's params_sha256),
+/* Loads the run's model (its parameters verified against run.json's params_sha256), the
+ * ONNX file, or the registry version's artifact (its SHA-256 verified first; an ONNX file
+ * is one whatever its name ends with),
  * runs it over the split and returns (caller owns):
  *   {"model", "dataset": manifest SHA-256, "split", "examples",
  *    "metrics": {accuracy, log_loss | auc, accuracy, log_loss | rmse, mae},
@@ -88,7 +93,11 @@ bool sw_metric_higher_is_better(const char *metric, bool *known);
 
 /* Parses and validates a policy (unknown keys, unknown metric names, wrong types and
  * out-of-range values are errors naming the key). On success *out is the caller's, to be
- * freed with sw_policy_free; on error *out is NULL and *err (caller frees) says why. */
+ * freed with sw_policy_free; on error *out is NULL and *err (caller frees with sw_free;
+ * err may be NULL) says why, starting with the file name and the key's path:
+ * "p.yaml: gate.min.acurracy: unknown metric (...)". SW_STATUS_INVALID for a policy that
+ * fails validation, FORMAT for YAML that does not parse. Absent sections still get their
+ * defaults; `present` says whether the file had them (docs/POLICY.md). */
 sw_status sw_policy_load(const char *path, sw_policy **out, char **err);
 /* The same from a parsed JSON/YAML tree (the admin API posts a policy as JSON). */
 sw_status sw_policy_from_json(const json_t *policy, sw_policy **out, char **err);
@@ -102,13 +111,41 @@ void sw_policy_free(sw_policy *p);
  * thresholds are not checked and are listed as skipped). Returns (caller owns):
  *   {"passed": bool, "split": S,
  *    "checks": [{"metric", "slice"?, "kind": "min"|"max"|"max_drop", "threshold",
- *                "relative"?, "value", "baseline"?, "passed", "reason"}],
+ *                "relative"?, "value", "baseline"?, "allowed"? (max_drop: the absolute
+ *                allowance), "skipped"? (max_drop without baseline), "passed", "reason"}],
  *    "failed": ["accuracy 0.81 < min 0.88", ...]}
  * A gate with no threshold that can be checked refuses ("passed": false, a reason
  * saying so) rather than blessing blindly; a metric the evaluation lacks fails its
  * check with that reason. Errors only on a malformed evaluation object. */
 sw_status sw_gate_judge(const sw_gate_policy *gate, const json_t *candidate, const json_t *baseline,
                         json_t **decision);
+
+/* ---- promotion (src/eval/promote.c) --------------------------------------------------
+ * `slipway registry promote`: eval measures and judges, the registry records. */
+
+typedef struct {
+  const char *registry;    /* registry URL (NULL: $SLIPWAY_REGISTRY or $SLIPWAY_HOME/registry.db) */
+  const char *home;        /* $SLIPWAY_HOME (NULL: the environment's, or ./.slipway) */
+  const char *ref;         /* the candidate: NAME:VERSION or NAME@ALIAS */
+  const char *alias;       /* the alias to move (NULL: "production") */
+  const char *policy_path; /* a policy file with a gate: section */
+  const char *data_dir;    /* NULL: the dataset the registry recorded for the candidate */
+  const char *who, *why;   /* NULL who: $USER */
+  int threads;             /* 0: all cores */
+} sw_promote_options;
+
+/* Evaluates the candidate and the version the alias points to now (the baseline) on the
+ * gate's split of the same dataset, with the slices the gate names; judges the candidate
+ * with sw_gate_judge; and records both evaluations, the decision and its outcome in one
+ * registry transaction: when every check passes the alias moves to the candidate (state
+ * production for "production", else blessed; the version it leaves archived), otherwise
+ * the candidate is marked rejected. If the alias moves while judging, the candidate is
+ * judged again against the new baseline. Returns SW_STATUS_OK when promoted (or already
+ * there), SW_STATUS_REFUSED when not, with *result (caller owns) either way:
+ *   {"ref", "alias", "passed", "baseline": REF | null, "candidate_eval", "baseline_eval",
+ *    "decision": sw_gate_judge's object, "state": the candidate's state afterwards}.
+ * On other errors *result is NULL. */
+sw_status sw_promote(const sw_promote_options *opt, json_t **result);
 
 #ifdef __cplusplus
 }

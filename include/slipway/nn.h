@@ -234,6 +234,10 @@ sw_status sw_graph_op(sw_graph *g, sw_op_type op, const sw_node *inputs, int n_i
 /* Allocation, once: every value, gradient and scratch buffer for batches up to
  * max_batch. After it, forward and backward allocate nothing. */
 sw_status sw_graph_alloc(sw_graph *g, int64_t max_batch);
+/* Marks a node whose value the caller reads after a forward pass (before alloc): the
+ * allocator then never lets it share memory with the nodes that read it (Conv applies
+ * a following Relu in place, Flatten and Reshape view their input's memory). */
+void sw_graph_mark_output(sw_graph *g, sw_node n);
 /* The batch size of the next passes (1..max_batch): recomputes shapes, no allocation. */
 sw_status sw_graph_set_batch(sw_graph *g, int64_t n);
 /* Training mode: dropout drops and batch norm uses (and updates) batch statistics. */

@@ -8,14 +8,18 @@
 
 static void help(void) {
   printf(
-      "usage: slipway eval --model RUN|FILE.onnx --data DIR [--split test] [--slice FEATURE] [--json]\n"
+      "usage: slipway eval --model REF --data DIR [--split test] [--slice FEATURE] [--json]\n"
       "\n"
-      "Runs a model (a run dir or an ONNX file) over a dataset split and prints its metrics:\n"
+      "Runs a model (a run dir, an ONNX file, or NAME:VERSION / NAME@ALIAS in the registry,\n"
+      "its artifact hash-checked before it is loaded) over a dataset split and prints its metrics:\n"
       "classification accuracy, log-loss, per-class precision and recall, the confusion\n"
       "matrix; binary AUC; regression RMSE and MAE; and the same per value of --slice.\n"
       "\n"
       "flags:\n"
       "  --split NAME     the split (test)\n"
+      "  --registry URL   the registry for NAME:V refs (default $SLIPWAY_REGISTRY, else\n"
+      "                   $SLIPWAY_HOME/registry.db)\n"
+      "  --home DIR       the registry's artifacts (default $SLIPWAY_HOME, else ./.slipway)\n"
       "  --slice FEATURE  metrics per value of this feature as well\n"
       "  --threads T      CPU threads (default: all cores)\n"
       "  --batch N        examples per forward pass (256)\n"
@@ -23,12 +27,13 @@ static void help(void) {
 }
 
 int sw_cmd_eval(int argc, char **argv) {
-  enum { OPT_MODEL = 256, OPT_DATA, OPT_SPLIT, OPT_SLICE, OPT_THREADS, OPT_BATCH, OPT_JSON, OPT_HELP };
+  enum { OPT_MODEL = 256, OPT_DATA, OPT_SPLIT, OPT_SLICE, OPT_THREADS, OPT_BATCH, OPT_JSON, OPT_REGISTRY, OPT_HOME, OPT_HELP };
   static const struct option longopts[] = {
       {"model", required_argument, 0, OPT_MODEL}, {"data", required_argument, 0, OPT_DATA},
       {"split", required_argument, 0, OPT_SPLIT}, {"slice", required_argument, 0, OPT_SLICE},
       {"threads", required_argument, 0, OPT_THREADS}, {"batch", required_argument, 0, OPT_BATCH},
       {"json", no_argument, 0, OPT_JSON},         {"help", no_argument, 0, OPT_HELP},
+      {"registry", required_argument, 0, OPT_REGISTRY}, {"home", required_argument, 0, OPT_HOME},
       {0, 0, 0, 0}};
   sw_eval_options o = {0};
   bool as_json = false;
@@ -42,6 +47,8 @@ int sw_cmd_eval(int argc, char **argv) {
       case OPT_DATA: o.data_dir = optarg; break;
       case OPT_SPLIT: o.split = optarg; break;
       case OPT_SLICE: o.slice = optarg; break;
+      case OPT_REGISTRY: o.registry = optarg; break;
+      case OPT_HOME: o.home = optarg; break;
       case OPT_THREADS:
         if (!sw_cli_parse_int(optarg, 1, 1024, &n)) return sw_cli_usage_error("eval", "--threads: '%s' is not a count from 1 to 1024", optarg);
         o.threads = (int)n;

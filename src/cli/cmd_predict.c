@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "slipway/data.h"
 #include "slipway/nn.h"
+#include "slipway/registry.h"
 #include "slipway/serve.h"
 #include "slipway/train.h"
 
@@ -17,16 +18,20 @@ static void help(void) {
   printf(
       "usage: slipway predict --model REF --input FILE|- [--data DIR]\n"
       "\n"
-      "Runs a model over instances and prints its outputs. REF is a run dir or an .onnx\n"
-      "file. The input is TensorFlow Serving's {\"instances\": [...]}: each instance a\n"
-      "number, or a (nested) list of numbers, for a model with one input, or an object\n"
+      "Runs a model over instances and prints its outputs. REF is a run dir, an .onnx\n"
+      "file, or NAME:VERSION / NAME@ALIAS in the registry (its artifact hash-checked).\n"
+      "The input is TensorFlow Serving's {\"instances\": [...]}: each instance a number,\n"
+      "or a (nested) list of numbers, for a model with one input, or an object\n"
       "{INPUT: value} for several (NaN and Infinity accepted); or columns,\n"
       "{\"inputs\": ...}. The output is {\"predictions\": [...]}, one list per instance (an\n"
       "object per instance, by output name, when the model has several outputs), or\n"
       "{\"outputs\": ...} for columns: what `slipway serve` answers.\n"
       "\n"
       "flags:\n"
-      "  --model REF      a run dir or an .onnx file\n"
+      "  --model REF      a run dir, an .onnx file, NAME:VERSION or NAME@ALIAS\n"
+      "  --registry URL   the registry for NAME:V refs (default $SLIPWAY_REGISTRY, else\n"
+      "                   $SLIPWAY_HOME/registry.db)\n"
+      "  --home DIR       the registry's artifacts (default $SLIPWAY_HOME, else ./.slipway)\n"
       "  --input FILE     the instances; '-' reads stdin\n"
       "  --data DIR       a run dir's dataset (its transform is part of the model;\n"
       "                   default: the path in run.json)\n"
@@ -51,8 +56,10 @@ static bool ends_with(const char *s, const char *suffix) {
   return n >= k && !strcmp(s + n - k, suffix);
 }
 
-static sw_status load_onnx(predictor *p, const char *ref) {
-  sw_status st = sw_onnx_import(ref, &p->g, &p->out, &p->n_out, NULL);
+/* bytes: the model file already in memory (a registry artifact), NULL: read ref. */
+static sw_status load_onnx(predictor *p, const char *ref, const uint8_t *bytes, size_t len) {
+  sw_status st = bytes ? sw_onnx_import_mem(bytes, len, ref, &p->g, &p->out, &p->n_out, NULL)
+                       : sw_onnx_import(ref, &p->g, &p->out, &p->n_out, NULL);
   if (st) return st;
   for (size_t i = 0; i < sw_graph_size(p->g); i++) {
     if (sw_graph_op_type(p->g, (sw_node)i) != SW_OP_INPUT) continue;
@@ -104,6 +111,19 @@ static sw_status load_run(predictor *p, const char *ref, const char *data_dir) {
   return st;
 }
 
+/* A registry version: its artifact, checked against its SHA-256 in memory, then loaded. */
+static sw_status load_registry(predictor *p, const char *ref, const char *url, const char *home) {
+  sw_registry *reg = NULL;
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  sw_status st = sw_registry_open(url, home, &reg);
+  if (!st) st = sw_registry_load_artifact(reg, ref, &bytes, &len, NULL);
+  if (!st) st = load_onnx(p, ref, bytes, len);
+  sw_free(bytes);
+  sw_registry_close(reg);
+  return st;
+}
+
 static void predictor_free(predictor *p) {
   if (p->model) sw_model_free(p->model);
   else sw_graph_free(p->g);
@@ -129,14 +149,16 @@ static void copy_out(predictor *p, const sw_serve_signature *sig, void **out, in
 }
 
 int sw_cmd_predict(int argc, char **argv) {
-  enum { OPT_MODEL = 256, OPT_INPUT, OPT_DATA, OPT_THREADS, OPT_HELP };
+  enum { OPT_MODEL = 256, OPT_INPUT, OPT_DATA, OPT_THREADS, OPT_REGISTRY, OPT_HOME, OPT_HELP };
   static const struct option longopts[] = {{"model", required_argument, 0, OPT_MODEL},
                                            {"input", required_argument, 0, OPT_INPUT},
                                            {"data", required_argument, 0, OPT_DATA},
                                            {"threads", required_argument, 0, OPT_THREADS},
+                                           {"registry", required_argument, 0, OPT_REGISTRY},
+                                           {"home", required_argument, 0, OPT_HOME},
                                            {"help", no_argument, 0, OPT_HELP},
                                            {0, 0, 0, 0}};
-  const char *model = NULL, *input = NULL, *data_dir = NULL;
+  const char *model = NULL, *input = NULL, *data_dir = NULL, *registry = NULL, *home = NULL;
   int threads = 0;
   long long n;
   int c;
@@ -147,6 +169,8 @@ int sw_cmd_predict(int argc, char **argv) {
       case OPT_MODEL: model = optarg; break;
       case OPT_INPUT: input = optarg; break;
       case OPT_DATA: data_dir = optarg; break;
+      case OPT_REGISTRY: registry = optarg; break;
+      case OPT_HOME: home = optarg; break;
       case OPT_THREADS:
         if (!sw_cli_parse_int(optarg, 1, 1024, &n)) return sw_cli_usage_error("predict", "--threads: '%s' is not a count from 1 to 1024", optarg);
         threads = (int)n;
@@ -175,7 +199,8 @@ int sw_cmd_predict(int argc, char **argv) {
     st = sw_read_file(input, &file, &file_len);
   }
   if (st) goto out;
-  st = ends_with(model, ".onnx") ? load_onnx(&p, model) : load_run(&p, model, data_dir);
+  if (sw_model_ref_is_registry(model)) st = load_registry(&p, model, registry, home);
+  else st = ends_with(model, ".onnx") ? load_onnx(&p, model, NULL, 0) : load_run(&p, model, data_dir);
   if (!st) st = sw_graph_alloc(p.g, PREDICT_BATCH);
   if (!st) st = sw_graph_set_threads(p.g, threads);
   if (!st) st = sw_graph_set_batch(p.g, 1);

@@ -19,6 +19,7 @@ static const command commands[] = {
     {"eval", sw_cmd_eval, "metrics of a model on a dataset split, overall and per slice"},
     {"predict", sw_cmd_predict, "run a model on JSON instances and print its outputs"},
     {"export", sw_cmd_export, "write a run's model as an ONNX file"},
+    {"registry", sw_cmd_registry, "versioned models: register, list, show, lineage, alias, promote, verify"},
     {"serve", sw_cmd_serve, "the model server (TF Serving REST and v2 protocols)"},
 };
 

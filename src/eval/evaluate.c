@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "slipway/eval.h"
+#include "slipway/registry.h"
 #include "slipway/train.h"
 
 typedef struct {
@@ -151,11 +152,28 @@ static bool is_onnx(const char *ref) {
   return n >= 5 && !strcmp(ref + n - 5, ".onnx");
 }
 
-static sw_status eval_onnx(const sw_eval_options *opt, json_t **result);
+static sw_status eval_onnx(const sw_eval_options *opt, const uint8_t *bytes, size_t len, json_t **result);
+
+/* A registry version: its artifact, hash-checked in memory, is evaluated from there. */
+static sw_status eval_registry(const sw_eval_options *opt, json_t **result) {
+  sw_registry *reg = NULL;
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  json_t *version = NULL;
+  sw_status st = sw_registry_open(opt->registry, opt->home, &reg);
+  if (!st) st = sw_registry_load_artifact(reg, opt->model_ref, &bytes, &len, &version);
+  if (!st) st = eval_onnx(opt, bytes, len, result);
+  if (!st) json_object_set(*result, "version", json_object_get(version, "ref"));
+  json_decref(version);
+  sw_free(bytes);
+  sw_registry_close(reg);
+  return st;
+}
 
 sw_status sw_eval_run(const sw_eval_options *opt, json_t **result) {
   *result = NULL;
-  if (is_onnx(opt->model_ref)) return eval_onnx(opt, result);
+  if (sw_model_ref_is_registry(opt->model_ref)) return eval_registry(opt, result);
+  if (is_onnx(opt->model_ref)) return eval_onnx(opt, NULL, 0, result);
   json_t *run = NULL, *res = NULL;
   sw_model_spec *spec = NULL;
   sw_dataset *ds = NULL;
@@ -338,7 +356,8 @@ static void as_probabilities(float *v, size_t n, int64_t k) {
   }
 }
 
-static sw_status eval_onnx(const sw_eval_options *opt, json_t **result) {
+/* bytes: the model file already in memory (NULL: read model_ref). */
+static sw_status eval_onnx(const sw_eval_options *opt, const uint8_t *bytes, size_t len, json_t **result) {
   sw_graph *g = NULL;
   sw_node *outputs = NULL, inputs[16];
   size_t n_out = 0, n_in = 0;
@@ -351,7 +370,8 @@ static sw_status eval_onnx(const sw_eval_options *opt, json_t **result) {
   const char *features[16];
   const char *split = opt->split ? opt->split : "test";
   int64_t batch = opt->batch_size > 0 ? opt->batch_size : 256;
-  sw_status st = sw_onnx_import(opt->model_ref, &g, &outputs, &n_out, &meta);
+  sw_status st = bytes ? sw_onnx_import_mem(bytes, len, opt->model_ref, &g, &outputs, &n_out, &meta)
+                      : sw_onnx_import(opt->model_ref, &g, &outputs, &n_out, &meta);
   if (!st) st = sw_dataset_open(opt->data_dir, &ds);
   if (st) goto out;
   for (size_t i = 0; i < sw_graph_size(g) && !st; i++)

@@ -4,7 +4,13 @@
 
 #include "nn/nn_int.h"
 
-static void cpu_set_threads(int threads) { openblas_set_num_threads(threads); }
+/* OpenBLAS always runs on the calling thread: the engine splits its work over its own
+ * pool (sw__gemm, the kernels' loops), and two sets of spinning threads on the same
+ * cores slow each other down. */
+static void cpu_set_threads(int threads) {
+  (void)threads;
+  openblas_set_num_threads(1);
+}
 
 const sw__backend sw__cpu_backend = {
     .name = "cpu",

@@ -12,8 +12,6 @@
 #define IN(i) sw__in(g, node, (i))
 #define F32(nd) ((float *)(nd)->data)
 
-/* Below this many inner-loop steps a parallel loop costs more than it saves. */
-#define PARALLEL_MIN_WORK (1 << 15)
 
 /* The window geometry of one node; the bottom and right pads only shape the output. */
 typedef struct {
@@ -52,7 +50,6 @@ static void valid_range(int64_t out, int64_t in, int64_t s, int64_t off, int64_t
   *hi = h;
 }
 
-static sw_threadpool *pool_for(sw_graph *g, int64_t work) { return work >= PARALLEL_MIN_WORK ? g->pool : NULL; }
 
 /* ---- Conv ------------------------------------------------------------------------------ */
 
@@ -66,7 +63,9 @@ typedef struct {
   int64_t ld;
 } col_job;
 
-static void im2col_plane(const geom *q, const float *x, float *col, int64_t ld) {
+/* Rows are short (14 or 28 floats in the CNN): plain loops, not memcpy/memset calls. */
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) static void im2col_plane(const geom *q, const float *x,
+                                                                                        float *col, int64_t ld) {
   for (int64_t ki = 0; ki < q->kh; ki++)
     for (int64_t kj = 0; kj < q->kw; kj++) {
       float *row = col + (ki * q->kw + kj) * ld;
@@ -76,13 +75,13 @@ static void im2col_plane(const geom *q, const float *x, float *col, int64_t ld) 
         float *dst = row + oy * q->wo;
         int64_t iy = oy * q->sh + ki * q->dh - q->pt;
         if (iy < 0 || iy >= q->h) {
-          memset(dst, 0, (size_t)q->wo * sizeof *dst);
+          for (int64_t ox = 0; ox < q->wo; ox++) dst[ox] = 0.0f;
           continue;
         }
         const float *src = x + iy * q->w + offx;
         for (int64_t ox = 0; ox < lo; ox++) dst[ox] = 0.0f;
         if (q->sw == 1)
-          memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof *dst);
+          for (int64_t ox = lo; ox < hi; ox++) dst[ox] = src[ox];
         else
           for (int64_t ox = lo; ox < hi; ox++) dst[ox] = src[ox * q->sw];
         for (int64_t ox = hi; ox < q->wo; ox++) dst[ox] = 0.0f;
@@ -111,15 +110,55 @@ static void col2im_plane(const geom *q, float *dx, const float *col, int64_t ld)
     }
 }
 
+/* im2col_plane for a stride-1, undilated kernel whose output is as large as its input
+ * ("same" padding, the CNN's case). Then a tap's col row, read as one vector over the
+ * plane, is the input plane shifted by (ki - pt) * W + (kj - pl): one long copy, after
+ * which the few cells whose source falls outside the image (the columns that wrapped
+ * to the next row, the rows above or below) are set to zero. Equal to im2col_plane,
+ * cell for cell, at a fraction of its cost on short rows. */
+static void im2col_plane_same(const geom *q, const float *restrict x, float *restrict col, int64_t ld) {
+  int64_t w = q->w, h = q->h;
+  for (int64_t ki = 0; ki < q->kh; ki++)
+    for (int64_t kj = 0; kj < q->kw; kj++) {
+      float *restrict row = col + (ki * q->kw + kj) * ld;
+      int64_t dy = ki - q->pt, dx = kj - q->pl;
+      int64_t y0 = dy < 0 ? -dy : 0, y1 = dy > 0 ? h - dy : h; /* output rows with a source row */
+      int64_t x0 = dx < 0 ? -dx : 0, x1 = dx > 0 ? w - dx : w; /* output columns with a source column */
+      if (y1 <= y0 || x1 <= x0) {
+        for (int64_t i = 0; i < h * w; i++) row[i] = 0.0f;
+        continue;
+      }
+      for (int64_t i = 0; i < y0 * w; i++) row[i] = 0.0f;
+      int64_t a = y0 * w + x0, b = (y1 - 1) * w + x1, shift = dy * w + dx;
+      for (int64_t i = a; i < b; i++) row[i] = x[i + shift];
+      for (int64_t oy = y0; oy < y1; oy++) { /* the wrapped columns of every row */
+        for (int64_t ox = 0; ox < x0; ox++) row[oy * w + ox] = 0.0f;
+        for (int64_t ox = x1; ox < w; ox++) row[oy * w + ox] = 0.0f;
+      }
+      for (int64_t i = y1 * w; i < h * w; i++) row[i] = 0.0f;
+    }
+}
+
+static bool same_shape_stride_1(const geom *q) {
+  return q->sh == 1 && q->sw == 1 && q->dh == 1 && q->dw == 1 && q->ho == q->h && q->wo == q->w &&
+         q->pt < q->kh && q->pl < q->kw;
+}
+
 /* Items are (image j, channel c) pairs: each writes its own rows and columns of col
  * (im2col) or its own input plane (col2im), so the split cannot change the result. */
 static void im2col_range(void *ctx, size_t begin, size_t end) {
   const col_job *jb = ctx;
   const geom *q = jb->q;
   int64_t p = q->ho * q->wo, kk = q->kh * q->kw;
+  bool same = same_shape_stride_1(q);
   for (size_t i = begin; i < end; i++) {
     int64_t j = (int64_t)i / q->c, c = (int64_t)i % q->c;
-    im2col_plane(q, jb->x + (j * q->c + c) * q->h * q->w, jb->col + c * kk * jb->ld + j * p, jb->ld);
+    const float *x = jb->x + (j * q->c + c) * q->h * q->w;
+    float *col = jb->col + c * kk * jb->ld + j * p;
+    if (same)
+      im2col_plane_same(q, x, col, jb->ld);
+    else
+      im2col_plane(q, x, col, jb->ld);
   }
 }
 
@@ -133,9 +172,6 @@ static void col2im_range(void *ctx, size_t begin, size_t end) {
   }
 }
 
-/* On the calling thread: the pool's workers spin for a while after a loop, and an
- * sgemm follows at once, whose OpenBLAS threads they then slow down (bench/conv_kernels
- * --threads 2: conv2's forward 70 ms with the pool, 7 ms without). */
 static void run_cols(const geom *q, int64_t k, float *x, float *col, bool adjoint) {
   col_job jb = {q, x, col, k * q->ho * q->wo};
   (adjoint ? col2im_range : im2col_range)(&jb, 0, (size_t)(k * q->c));
@@ -147,100 +183,222 @@ static bool col_is_input(const geom *q) {
          q->wo == q->w;
 }
 
-/* Images per sgemm. Batching k >= 2 images needs col [CKK, k P] and an output block
- * [M, k P] (the sgemm's result is M rows of k images side by side, which NCHW keeps
- * apart, so it is scattered); one image needs only col, as the sgemm writes its output
- * in place. */
-static int64_t images_per_gemm(const sw__node *node, const geom *q) {
+/* How a Conv spreads over the threads. With at least as many images as threads, each
+ * thread takes a contiguous run of images and does everything for them on its own
+ * (im2col, a one-thread sgemm, the output written with its bias; in backward its share
+ * of dW into its own buffer, summed in thread order at the end, so the result depends
+ * on the thread count but never on timing). With fewer images (batch 1 at inference)
+ * the images go one by one and each sgemm is split over the threads instead.
+ *
+ * The node's scratch (ops.c scratch_conv) is one slice per thread:
+ *   offset            size (floats)   what
+ *   0                 CKK * k * P     col: k images' im2col columns side by side
+ *   CKK k P           M * k * P       out: their sgemm output, or their dY side by side
+ *   (CKK + M) k P     M * CKK         dW partial (threads > 0 of a split backward)
+ * where k, the images per sgemm, is what fits (up to 8). */
+typedef struct {
+  sw_graph *g;
+  sw__node *node, *xn, *wn, *bn;
+  geom q;
+  int parts;           /* image runs: 1 (images one by one, sgemm split) or threads */
+  int64_t slice;       /* floats of scratch per thread */
+  int64_t k;           /* images per sgemm */
+} conv_job;
+
+static void conv_job_init(sw_graph *g, sw__node *node, conv_job *jb) {
+  memset(jb, 0, sizeof *jb);
+  jb->g = g;
+  jb->node = node;
+  jb->xn = sw__in(g, node, 0);
+  jb->wn = sw__in(g, node, 1);
+  jb->bn = sw__in(g, node, 2);
+  geom_of(jb->xn, node, &jb->q);
+  const geom *q = &jb->q;
+  int threads = g->pool ? g->threads : 1;
+  jb->parts = q->n >= threads ? threads : 1;
   int64_t p = q->ho * q->wo, ckk = q->c * q->kh * q->kw;
-  int64_t floats = (int64_t)(node->scratch_bytes / sizeof(float));
-  int64_t k = floats / ((ckk + q->m) * p);
-  if (k < 2) {
-    SW_ASSERT(col_is_input(q) || floats >= ckk * p);
-    return 1;
+  jb->slice = (int64_t)(node->scratch_bytes / sizeof(float)) / threads;
+  int64_t per_image = (ckk + q->m) * p, room = jb->slice - q->m * ckk;
+  int64_t images = (q->n + jb->parts - 1) / jb->parts;
+  jb->k = room / per_image;
+  if (jb->k > images) jb->k = images;
+  if (jb->k < 1) { /* one image needs only its col (the sgemm writes Y in place) */
+    SW_ASSERT(col_is_input(q) || room >= ckk * p);
+    jb->k = 1;
   }
-  return k < q->n ? k : q->n;
+}
+
+static void gemm(const conv_job *jb, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (jb->parts == 1)
+    sw__gemm(jb->g, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  else
+    sw__gemm_serial(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* Y[m] = out[m] + bias[m], through a following Relu when the Conv carries it; y may
+ * be o (in place). */
+static inline void write_plane(float *y, const float *o, int64_t p, float bias, bool relu) {
+  if (relu)
+    for (int64_t i = 0; i < p; i++) {
+      float v = o[i] + bias;
+      y[i] = v > 0.0f ? v : 0.0f;
+    }
+  else
+    for (int64_t i = 0; i < p; i++) y[i] = o[i] + bias;
+}
+
+/* The fused 2x2 MaxPool of a plane (row stride `ld` apart from the plane's width
+ * `w`): pooled = relu(max of the window + bias), equal to the max of relu(v + bias)
+ * since both are monotone (and a Relu's output holds no NaN to order). */
+static void pool_plane(float *restrict y, const float *restrict o, int64_t w, int64_t ho, int64_t wo, float bias) {
+  for (int64_t oy = 0; oy < ho; oy++) {
+    const float *r0 = o + 2 * oy * w, *r1 = r0 + w;
+    float *yr = y + oy * wo;
+    for (int64_t ox = 0; ox < wo; ox++) {
+      float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+      float top = a > b ? a : b, bot = c > d ? c : d, v = (top > bot ? top : bot) + bias;
+      yr[ox] = v > 0.0f ? v : 0.0f;
+    }
+  }
+}
+
+static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
+  const conv_job *jb = ctx;
+  const geom *q = &jb->q;
+  int64_t p = q->ho * q->wo, ckk = q->c * q->kh * q->kw, in_img = q->c * q->h * q->w, out_img = q->m * p;
+  const float *w = F32(jb->wn), *b = jb->bn ? F32(jb->bn) : NULL;
+  bool relu = jb->node->fused_relu;
+  float *x = F32(jb->xn), *y = F32(jb->node);
+  /* outside training, the fused MaxPool's output instead of Y */
+  sw__node *pool = jb->node->pool_into >= 0 && !jb->g->training ? &jb->g->nodes[jb->node->pool_into] : NULL;
+  int64_t pho = pool ? pool->shape[2] : 0, pwo = pool ? pool->shape[3] : 0, pool_img = q->m * pho * pwo;
+  for (size_t t = t0; t < t1; t++) {
+    int64_t i0 = q->n * (int64_t)t / jb->parts, i1 = q->n * ((int64_t)t + 1) / jb->parts;
+    float *col = (float *)jb->node->scratch + (int64_t)t * jb->slice, *out = col + ckk * jb->k * p;
+    for (int64_t n0 = i0; n0 < i1; n0 += jb->k) {
+      int64_t kk = i1 - n0 < jb->k ? i1 - n0 : jb->k, ld = kk * p;
+      const float *src = col;
+      if (kk == 1 && col_is_input(q))
+        src = x + n0 * in_img;
+      else
+        run_cols(q, kk, x + n0 * in_img, col, false);
+      if (kk == 1 && !pool) { /* straight into Y, then bias (and Relu) in place */
+        float *yi = y + n0 * out_img;
+        gemm(jb, false, false, q->m, p, ckk, w, ckk, src, ld, 0.0f, yi, p);
+        for (int64_t m = 0; m < q->m; m++) write_plane(yi + m * p, yi + m * p, p, b ? b[m] : 0.0f, relu);
+        continue;
+      }
+      gemm(jb, false, false, q->m, ld, ckk, w, ckk, src, ld, 0.0f, out, ld);
+      for (int64_t j = 0; j < kk; j++)
+        for (int64_t m = 0; m < q->m; m++) {
+          const float *o = out + m * ld + j * p;
+          float bias = b ? b[m] : 0.0f;
+          if (pool)
+            pool_plane(F32(pool) + (n0 + j) * pool_img + m * pho * pwo, o, q->wo, pho, pwo, bias);
+          else
+            write_plane(y + (n0 + j) * out_img + m * p, o, p, bias, relu);
+        }
+    }
+  }
 }
 
 sw_status sw__cpu_fwd_CONV(sw_graph *g, sw__node *node) {
-  sw__node *xn = IN(0), *wn = IN(1), *bn = IN(2);
-  geom q;
-  geom_of(xn, node, &q);
-  int64_t p = q.ho * q.wo, ckk = q.c * q.kh * q.kw, in_img = q.c * q.h * q.w, out_img = q.m * p;
-  int64_t k = images_per_gemm(node, &q);
-  const float *w = F32(wn), *b = bn ? F32(bn) : NULL;
-  float *x = F32(xn), *y = F32(node), *col = node->scratch, *out = col + ckk * k * p;
-  for (int64_t n0 = 0; n0 < q.n; n0 += k) {
-    int64_t kk = q.n - n0 < k ? q.n - n0 : k, ld = kk * p;
-    const float *src = col;
-    if (kk == 1 && col_is_input(&q))
-      src = x + n0 * in_img;
-    else
-      run_cols(&q, kk, x + n0 * in_img, col, false);
-    if (kk == 1) { /* straight into Y, on top of the bias */
-      float *yi = y + n0 * out_img;
-      for (int64_t m = 0; m < q.m; m++)
-        for (int64_t i = 0; i < p; i++) yi[m * p + i] = b ? b[m] : 0.0f;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)q.m, (int)p, (int)ckk, 1.0f, w, (int)ckk, src,
-                  (int)ld, b ? 1.0f : 0.0f, yi, (int)p);
-      continue;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)q.m, (int)ld, (int)ckk, 1.0f, w, (int)ckk, src,
-                (int)ld, 0.0f, out, (int)ld);
-    for (int64_t j = 0; j < kk; j++)
-      for (int64_t m = 0; m < q.m; m++) {
-        const float *o = out + m * ld + j * p;
-        float *yi = y + (n0 + j) * out_img + m * p, bias = b ? b[m] : 0.0f;
-        for (int64_t i = 0; i < p; i++) yi[i] = o[i] + bias;
-      }
-  }
+  conv_job jb;
+  conv_job_init(g, node, &jb);
+  if (node->pool_into >= 0 && !g->training) g->values_skipped = true;
+  if (jb.parts == 1)
+    conv_fwd_range(&jb, 0, 1);
+  else
+    sw_threadpool_for(g->pool, (size_t)jb.parts, 0, conv_fwd_range, &jb);
   return SW_STATUS_OK;
 }
 
-sw_status sw__cpu_bwd_CONV(sw_graph *g, sw__node *node) {
-  sw__node *xn = IN(0), *wn = IN(1), *bn = IN(2);
-  geom q;
-  geom_of(xn, node, &q);
-  int64_t p = q.ho * q.wo, ckk = q.c * q.kh * q.kw, in_img = q.c * q.h * q.w, out_img = q.m * p;
-  const float *dy = node->grad;
-  if (bn && bn->grad)
-    for (int64_t m = 0; m < q.m; m++) {
-      double s = 0.0;
-      for (int64_t n = 0; n < q.n; n++)
-        for (int64_t i = 0; i < p; i++) s += dy[n * out_img + m * p + i];
-      bn->grad[m] += (float)s;
-    }
-  if (!xn->grad && !wn->grad) return SW_STATUS_OK;
-  int64_t k = images_per_gemm(node, &q);
-  float *x = F32(xn), *col = node->scratch, *dy_block = col + ckk * k * p;
-  for (int64_t n0 = 0; n0 < q.n; n0 += k) {
-    int64_t kk = q.n - n0 < k ? q.n - n0 : k, ld = kk * p;
-    bool direct = kk == 1 && col_is_input(&q);
-    const float *dyi = dy + n0 * out_img;
-    if (kk > 1) { /* the k images' dY side by side, as the sgemm wants them */
-      for (int64_t j = 0; j < kk; j++)
-        for (int64_t m = 0; m < q.m; m++)
-          memcpy(dy_block + m * ld + j * p, dy + (n0 + j) * out_img + m * p, (size_t)p * sizeof(float));
-      dyi = dy_block;
-    }
-    if (wn->grad) { /* dW += dY col^T */
-      const float *src = col;
-      if (direct)
-        src = x + n0 * in_img;
-      else
-        run_cols(&q, kk, x + n0 * in_img, col, false);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)q.m, (int)ckk, (int)ld, 1.0f, dyi, (int)ld, src,
-                  (int)ld, 1.0f, wn->grad, (int)ckk);
-    }
-    if (xn->grad) { /* dcol = W^T dY, then col2im adds it into dX */
-      if (direct) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)p, (int)q.m, 1.0f, F32(wn), (int)ckk,
-                    dyi, (int)p, 1.0f, xn->grad + n0 * in_img, (int)p);
-        continue;
+/* The sum of a plane in 16 float lanes (so it vectorizes), the lanes added in double. */
+static double plane_sum(const float *restrict v, int64_t p) {
+  float acc[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= p; i += 16)
+    for (int j = 0; j < 16; j++) acc[j] += v[i + j];
+  double s = 0.0;
+  for (int j = 0; j < 16; j++) s += acc[j];
+  for (; i < p; i++) s += v[i];
+  return s;
+}
+
+static void conv_bias_grad_range(void *ctx, size_t m0, size_t m1) {
+  const conv_job *jb = ctx;
+  const geom *q = &jb->q;
+  int64_t p = q->ho * q->wo, out_img = q->m * p;
+  const float *dy = jb->node->grad;
+  for (size_t m = m0; m < m1; m++) {
+    double s = 0.0;
+    for (int64_t n = 0; n < q->n; n++) s += plane_sum(dy + n * out_img + (int64_t)m * p, p);
+    jb->bn->grad[m] += (float)s;
+  }
+}
+
+static void conv_bwd_range(void *ctx, size_t t0, size_t t1) {
+  const conv_job *jb = ctx;
+  const geom *q = &jb->q;
+  int64_t p = q->ho * q->wo, ckk = q->c * q->kh * q->kw, in_img = q->c * q->h * q->w, out_img = q->m * p;
+  sw__node *xn = jb->xn, *wn = jb->wn;
+  const float *dy = jb->node->grad, *w = F32(wn);
+  float *x = F32(xn);
+  for (size_t t = t0; t < t1; t++) {
+    int64_t i0 = q->n * (int64_t)t / jb->parts, i1 = q->n * ((int64_t)t + 1) / jb->parts;
+    float *col = (float *)jb->node->scratch + (int64_t)t * jb->slice, *dy_block = col + ckk * jb->k * p;
+    /* thread 0 adds into dW itself; the others into their partial, summed afterwards */
+    float *dw = t == 0 ? wn->grad : dy_block + q->m * jb->k * p;
+    float dw_beta = t == 0 ? 1.0f : 0.0f;
+    for (int64_t n0 = i0; n0 < i1; n0 += jb->k) {
+      int64_t kk = i1 - n0 < jb->k ? i1 - n0 : jb->k, ld = kk * p;
+      bool direct = kk == 1 && col_is_input(q);
+      const float *dyi = dy + n0 * out_img;
+      if (kk > 1) { /* the k images' dY side by side, as the sgemm wants them */
+        for (int64_t j = 0; j < kk; j++)
+          for (int64_t m = 0; m < q->m; m++)
+            memcpy(dy_block + m * ld + j * p, dy + (n0 + j) * out_img + m * p, (size_t)p * sizeof(float));
+        dyi = dy_block;
       }
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)ld, (int)q.m, 1.0f, F32(wn), (int)ckk, dyi,
-                  (int)ld, 0.0f, col, (int)ld);
-      run_cols(&q, kk, xn->grad + n0 * in_img, col, true);
+      if (wn->grad) { /* dW += dY col^T */
+        const float *src = col;
+        if (direct)
+          src = x + n0 * in_img;
+        else
+          run_cols(q, kk, x + n0 * in_img, col, false);
+        gemm(jb, false, true, q->m, ckk, ld, dyi, ld, src, ld, dw_beta, dw, ckk);
+        dw_beta = 1.0f;
+      }
+      if (xn->grad) { /* dcol = W^T dY, then col2im adds it into dX */
+        if (direct) {
+          gemm(jb, true, false, ckk, p, q->m, w, ckk, dyi, p, 1.0f, xn->grad + n0 * in_img, p);
+          continue;
+        }
+        gemm(jb, true, false, ckk, ld, q->m, w, ckk, dyi, ld, 0.0f, col, ld);
+        run_cols(q, kk, xn->grad + n0 * in_img, col, true);
+      }
+    }
+  }
+}
+
+sw_status sw__cpu_bwd_CONV(sw_graph *g, sw__node *node) {
+  conv_job jb;
+  conv_job_init(g, node, &jb);
+  const geom *q = &jb.q;
+  if (jb.bn && jb.bn->grad)
+    sw__parallel(g, (size_t)q->m, q->n * q->m * q->ho * q->wo, conv_bias_grad_range, &jb);
+  if (!jb.xn->grad && !jb.wn->grad) return SW_STATUS_OK;
+  if (jb.parts == 1) {
+    conv_bwd_range(&jb, 0, 1);
+    return SW_STATUS_OK;
+  }
+  sw_threadpool_for(g->pool, (size_t)jb.parts, 0, conv_bwd_range, &jb);
+  if (jb.wn->grad) { /* the partials of threads 1.. in thread order */
+    int64_t p = q->ho * q->wo, ckk = q->c * q->kh * q->kw, size = q->m * ckk;
+    for (int t = 1; t < jb.parts; t++) {
+      const float *part = (float *)node->scratch + t * jb.slice + (ckk + q->m) * jb.k * p;
+      for (int64_t i = 0; i < size; i++) jb.wn->grad[i] += part[i];
     }
   }
   return SW_STATUS_OK;
@@ -252,7 +410,7 @@ typedef struct {
   const geom *q;
   const float *x, *dy;
   float *y, *dx;
-  int64_t *argmax; /* MaxPool: the input index (within the plane) of each output; -1 */
+  int32_t *argmax; /* MaxPool in training: the input index (within the plane) of each output; -1 */
   bool include_pad;
 } pool_job;
 
@@ -265,7 +423,7 @@ static void max_pool_2x2(const pool_job *jb, size_t begin, size_t end) {
   for (size_t pl = begin; pl < end; pl++) {
     const float *x = jb->x + (int64_t)pl * q->h * q->w;
     float *y = jb->y + (int64_t)pl * p;
-    int64_t *arg = jb->argmax + (int64_t)pl * p;
+    int32_t *arg = jb->argmax ? jb->argmax + (int64_t)pl * p : NULL;
     for (int64_t oy = 0; oy < q->ho; oy++) {
       const float *r0 = x + 2 * oy * q->w, *r1 = r0 + q->w;
       for (int64_t ox = 0; ox < q->wo; ox++) {
@@ -286,7 +444,7 @@ static void max_pool_2x2(const pool_job *jb, size_t begin, size_t end) {
           at += ot + pick_bot * (ob - ot);
         }
         y[oy * q->wo + ox] = best;
-        arg[oy * q->wo + ox] = at;
+        if (arg) arg[oy * q->wo + ox] = (int32_t)at;
       }
     }
   }
@@ -304,7 +462,7 @@ static void max_pool_range(void *ctx, size_t begin, size_t end) {
   for (size_t pl = begin; pl < end; pl++) {
     const float *x = jb->x + (int64_t)pl * q->h * q->w;
     float *y = jb->y + (int64_t)pl * p;
-    int64_t *arg = jb->argmax + (int64_t)pl * p;
+    int32_t *arg = jb->argmax ? jb->argmax + (int64_t)pl * p : NULL;
     for (int64_t oy = 0; oy < q->ho; oy++)
       for (int64_t ox = 0; ox < q->wo; ox++) {
         /* first maximum in window order wins; padding never does; NaN propagates */
@@ -324,7 +482,7 @@ static void max_pool_range(void *ctx, size_t begin, size_t end) {
           }
         }
         y[oy * q->wo + ox] = best;
-        arg[oy * q->wo + ox] = at;
+        if (arg) arg[oy * q->wo + ox] = (int32_t)at;
       }
   }
 }
@@ -336,7 +494,7 @@ static void max_pool_back_range(void *ctx, size_t begin, size_t end) {
   for (size_t pl = begin; pl < end; pl++) {
     float *dx = jb->dx + (int64_t)pl * q->h * q->w;
     const float *dy = jb->dy + (int64_t)pl * p;
-    const int64_t *arg = jb->argmax + (int64_t)pl * p;
+    const int32_t *arg = jb->argmax ? jb->argmax + (int64_t)pl * p : NULL;
     for (int64_t i = 0; i < p; i++)
       if (arg[i] >= 0) dx[arg[i]] += dy[i];
   }
@@ -395,31 +553,40 @@ static void avg_pool_back_range(void *ctx, size_t begin, size_t end) {
   }
 }
 
-static void run_pool(sw_graph *g, sw__node *node, void (*fn)(void *, size_t, size_t)) {
+static void run_pool(sw_graph *g, sw__node *node, void (*fn)(void *, size_t, size_t), int32_t *argmax) {
   sw__node *xn = IN(0);
   geom q;
   geom_of(xn, node, &q);
-  pool_job jb = {&q, F32(xn), node->grad, F32(node), xn->grad, node->scratch, node->attrs.count_include_pad != 0};
+  pool_job jb = {&q, F32(xn), node->grad, F32(node), xn->grad, argmax, node->attrs.count_include_pad != 0};
   int64_t planes = q.n * q.c;
-  sw_threadpool_for(pool_for(g, planes * q.ho * q.wo * q.kh * q.kw), (size_t)planes, 0, fn, &jb);
+  sw__parallel(g, (size_t)planes, planes * q.ho * q.wo * q.kh * q.kw, fn, &jb);
 }
 
+/* The argmax is for a backward pass: a forward outside training skips it, and a
+ * backward that finds none (a graph run backward without training mode) makes it. */
 sw_status sw__cpu_fwd_MAX_POOL(sw_graph *g, sw__node *node) {
-  run_pool(g, node, max_pool_range);
+  if (node->pool_fused && !g->training) return SW_STATUS_OK; /* its Conv wrote it */
+  node->scratch_ready = g->training;
+  run_pool(g, node, max_pool_range, g->training ? node->scratch : NULL);
   return SW_STATUS_OK;
 }
 
 sw_status sw__cpu_bwd_MAX_POOL(sw_graph *g, sw__node *node) {
-  if (IN(0)->grad) run_pool(g, node, max_pool_back_range);
+  if (!IN(0)->grad) return SW_STATUS_OK;
+  if (!node->scratch_ready) {
+    run_pool(g, node, max_pool_range, node->scratch);
+    node->scratch_ready = true;
+  }
+  run_pool(g, node, max_pool_back_range, node->scratch);
   return SW_STATUS_OK;
 }
 
 sw_status sw__cpu_fwd_AVERAGE_POOL(sw_graph *g, sw__node *node) {
-  run_pool(g, node, avg_pool_range);
+  run_pool(g, node, avg_pool_range, NULL);
   return SW_STATUS_OK;
 }
 
 sw_status sw__cpu_bwd_AVERAGE_POOL(sw_graph *g, sw__node *node) {
-  if (IN(0)->grad) run_pool(g, node, avg_pool_back_range);
+  if (IN(0)->grad) run_pool(g, node, avg_pool_back_range, NULL);
   return SW_STATUS_OK;
 }

@@ -13,13 +13,66 @@
 
 static int64_t elems(const sw__node *nd) { return sw__elements(nd->rank, nd->shape); }
 
-/* ---- MatMul, Gemm ----------------------------------------------------------------- */
+/* ---- sgemm on the pool, MatMul, Gemm ---------------------------------------------- */
+
+void sw__gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+              (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+typedef struct {
+  bool ta, tb, by_rows;
+  int64_t m, n, k, lda, ldb, ldc, parts;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+} gemm_job;
+
+/* Block i of C's rows (or columns), on 16-aligned boundaries so every block but the
+ * last keeps the sgemm kernel's full width. */
+static void gemm_block(const gemm_job *jb, int64_t i, int64_t *lo, int64_t *hi) {
+  int64_t len = jb->by_rows ? jb->m : jb->n, units = (len + 15) / 16;
+  *lo = units * i / jb->parts * 16;
+  *hi = units * (i + 1) / jb->parts * 16;
+  if (*lo > len) *lo = len;
+  if (*hi > len) *hi = len;
+}
+
+static void gemm_range(void *ctx, size_t begin, size_t end) {
+  const gemm_job *jb = ctx;
+  for (size_t i = begin; i < end; i++) {
+    int64_t lo, hi;
+    gemm_block(jb, (int64_t)i, &lo, &hi);
+    if (lo >= hi) continue;
+    if (jb->by_rows) /* rows lo..hi of op(A) and of C */
+      sw__gemm_serial(jb->ta, jb->tb, hi - lo, jb->n, jb->k, jb->alpha, jb->ta ? jb->a + lo : jb->a + lo * jb->lda,
+                      jb->lda, jb->b, jb->ldb, jb->beta, jb->c + lo * jb->ldc, jb->ldc);
+    else /* columns lo..hi of op(B) and of C */
+      sw__gemm_serial(jb->ta, jb->tb, jb->m, hi - lo, jb->k, jb->alpha, jb->a, jb->lda,
+                      jb->tb ? jb->b + lo * jb->ldb : jb->b + lo, jb->ldb, jb->beta, jb->c + lo, jb->ldc);
+  }
+}
+
+/* Below this many multiply-adds an sgemm runs on one thread. */
+#define GEMM_PARALLEL_MIN (1 << 18)
+
+void sw__gemm(sw_graph *g, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+              int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  int threads = g && g->pool ? g->threads : 1;
+  if (threads == 1 || m * n * k < GEMM_PARALLEL_MIN || (m < 32 && n < 32)) {
+    sw__gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  gemm_job jb = {trans_a, trans_b, m >= n, m, n, k, lda, ldb, ldc, threads, alpha, beta, a, b, c};
+  sw_threadpool_for(g->pool, (size_t)threads, 0, gemm_range, &jb);
+}
 
 sw_status sw__cpu_fwd_MATMUL(sw_graph *g, sw__node *node) {
   sw__node *a = IN(0), *b = IN(1);
   int64_t k = b->shape[0], n = b->shape[1], m = elems(a) / k;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, F32(a), (int)k, F32(b),
-              (int)n, 0.0f, F32(node), (int)n);
+  sw__gemm(g, false, false, m, n, k, 1.0f, F32(a), k, F32(b), n, 0.0f, F32(node), n);
   return SW_STATUS_OK;
 }
 
@@ -27,11 +80,9 @@ sw_status sw__cpu_bwd_MATMUL(sw_graph *g, sw__node *node) {
   sw__node *a = IN(0), *b = IN(1);
   int64_t k = b->shape[0], n = b->shape[1], m = elems(a) / k;
   if (a->grad) /* dA += dY B^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)k, (int)n, 1.0f, node->grad, (int)n, F32(b),
-                (int)n, 1.0f, a->grad, (int)k);
+    sw__gemm(g, false, true, m, k, n, 1.0f, node->grad, n, F32(b), n, 1.0f, a->grad, k);
   if (b->grad) /* dB += A^T dY */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)n, (int)m, 1.0f, F32(a), (int)k, node->grad,
-                (int)n, 1.0f, b->grad, (int)n);
+    sw__gemm(g, true, false, k, n, m, 1.0f, F32(a), k, node->grad, n, 1.0f, b->grad, n);
   return SW_STATUS_OK;
 }
 
@@ -106,9 +157,8 @@ sw_status sw__cpu_fwd_GEMM(sw_graph *g, sw__node *node) {
     }
     beta = at->beta;
   }
-  cblas_sgemm(CblasRowMajor, at->trans_a ? CblasTrans : CblasNoTrans, at->trans_b ? CblasTrans : CblasNoTrans,
-              (int)m, (int)n, (int)k, at->alpha, F32(a), (int)a->shape[1], F32(b), (int)b->shape[1], beta, F32(node),
-              (int)n);
+  sw__gemm(g, at->trans_a, at->trans_b, m, n, k, at->alpha, F32(a), a->shape[1], F32(b), b->shape[1], beta,
+           F32(node), n);
   return SW_STATUS_OK;
 }
 
@@ -120,19 +170,15 @@ sw_status sw__cpu_bwd_GEMM(sw_graph *g, sw__node *node) {
   const float *dy = node->grad;
   if (a->grad) {
     if (!at->trans_a) /* dA[m,k] += alpha dY op(B)^T */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, at->trans_b ? CblasNoTrans : CblasTrans, (int)m, (int)k, (int)n,
-                  at->alpha, dy, (int)n, F32(b), (int)b->shape[1], 1.0f, a->grad, (int)k);
+      sw__gemm(g, false, !at->trans_b, m, k, n, at->alpha, dy, n, F32(b), b->shape[1], 1.0f, a->grad, k);
     else /* dA[k,m] += alpha op(B) dY^T */
-      cblas_sgemm(CblasRowMajor, at->trans_b ? CblasTrans : CblasNoTrans, CblasTrans, (int)k, (int)m, (int)n,
-                  at->alpha, F32(b), (int)b->shape[1], dy, (int)n, 1.0f, a->grad, (int)m);
+      sw__gemm(g, at->trans_b, true, k, m, n, at->alpha, F32(b), b->shape[1], dy, n, 1.0f, a->grad, m);
   }
   if (b->grad) {
     if (!at->trans_b) /* dB[k,n] += alpha op(A)^T dY */
-      cblas_sgemm(CblasRowMajor, at->trans_a ? CblasNoTrans : CblasTrans, CblasNoTrans, (int)k, (int)n, (int)m,
-                  at->alpha, F32(a), (int)a->shape[1], dy, (int)n, 1.0f, b->grad, (int)n);
+      sw__gemm(g, !at->trans_a, false, k, n, m, at->alpha, F32(a), a->shape[1], dy, n, 1.0f, b->grad, n);
     else /* dB[n,k] += alpha dY^T op(A) */
-      cblas_sgemm(CblasRowMajor, CblasTrans, at->trans_a ? CblasTrans : CblasNoTrans, (int)n, (int)k, (int)m,
-                  at->alpha, dy, (int)n, F32(a), (int)a->shape[1], 1.0f, b->grad, (int)k);
+      sw__gemm(g, true, at->trans_a, n, k, m, at->alpha, dy, n, F32(a), a->shape[1], 1.0f, b->grad, k);
   }
   if (c && c->grad) reduce_into(c->grad, c, dy, 2, node->shape, at->beta);
   return SW_STATUS_OK;
@@ -151,23 +197,40 @@ static inline float apply(arith op, float x, float y) {
   }
 }
 
+/* The two broadcast-free cases, over ranges of the output: same shapes, or by a scalar
+ * (the input transform). */
+typedef struct {
+  arith op;
+  const float *x0, *x1;
+  float *y;
+  bool scalar;
+} arith_job;
+
+static void arith_range(void *ctx, size_t begin, size_t end) {
+  const arith_job *jb = ctx;
+  const float *restrict x0 = jb->x0, *restrict x1 = jb->x1;
+  float *restrict y = jb->y;
+  if (!jb->scalar) {
+    for (size_t i = begin; i < end; i++) y[i] = apply(jb->op, x0[i], x1[i]);
+    return;
+  }
+  const float k = x1[0];
+  switch (jb->op) {
+    case ARITH_ADD: for (size_t i = begin; i < end; i++) y[i] = x0[i] + k; break;
+    case ARITH_SUB: for (size_t i = begin; i < end; i++) y[i] = x0[i] - k; break;
+    case ARITH_MUL: for (size_t i = begin; i < end; i++) y[i] = x0[i] * k; break;
+    default: for (size_t i = begin; i < end; i++) y[i] = x0[i] / k; break;
+  }
+}
+
 static sw_status arith_forward(sw_graph *g, sw__node *node, arith op) {
   sw__node *a = IN(0), *b = IN(1);
   float *y = F32(node);
   const float *x0 = F32(a), *x1 = F32(b);
   int64_t total = elems(node);
-  if (elems(a) == total && elems(b) == total) { /* the common case: no broadcast */
-    for (int64_t i = 0; i < total; i++) y[i] = apply(op, x0[i], x1[i]);
-    return SW_STATUS_OK;
-  }
-  if (elems(a) == total && elems(b) == 1) { /* by a scalar: the input transform */
-    const float k = x1[0];
-    switch (op) {
-      case ARITH_ADD: for (int64_t i = 0; i < total; i++) y[i] = x0[i] + k; break;
-      case ARITH_SUB: for (int64_t i = 0; i < total; i++) y[i] = x0[i] - k; break;
-      case ARITH_MUL: for (int64_t i = 0; i < total; i++) y[i] = x0[i] * k; break;
-      default: for (int64_t i = 0; i < total; i++) y[i] = x0[i] / k; break;
-    }
+  if (elems(a) == total && (elems(b) == total || elems(b) == 1)) {
+    arith_job jb = {op, x0, x1, y, elems(b) == 1 && total != 1};
+    sw__parallel(g, (size_t)total, total / 4, arith_range, &jb);
     return SW_STATUS_OK;
   }
   broadcast_walk w;
@@ -211,27 +274,46 @@ sw_status sw__cpu_bwd_DIV(sw_graph *g, sw__node *node) { return arith_backward(g
 
 /* ---- Relu ----------------------------------------------------------------------------- */
 
-sw_status sw__cpu_fwd_RELU(sw_graph *g, sw__node *node) {
-  const float *restrict x = F32(IN(0));
-  float *restrict y = F32(node);
-  int64_t n = elems(node);
-  for (int64_t i = 0; i < n; i++) {
+typedef struct {
+  const float *x, *dy;
+  float *y, *dx;
+} relu_job;
+
+static void relu_fwd_range(void *ctx, size_t begin, size_t end) {
+  const relu_job *jb = ctx;
+  const float *restrict x = jb->x;
+  float *restrict y = jb->y;
+  for (size_t i = begin; i < end; i++) {
     float v = x[i];
     y[i] = v > 0.0f ? v : 0.0f;
   }
-  return SW_STATUS_OK;
 }
 
-sw_status sw__cpu_bwd_RELU(sw_graph *g, sw__node *node) {
-  sw__node *x = IN(0);
-  if (!x->grad) return SW_STATUS_OK;
-  const float *restrict xv = F32(x), *restrict dy = node->grad;
-  float *restrict dx = x->grad;
-  int64_t n = elems(node);
-  for (int64_t i = 0; i < n; i++) { /* both loads unconditional, so the loop vectorizes */
+static void relu_bwd_range(void *ctx, size_t begin, size_t end) {
+  const relu_job *jb = ctx;
+  const float *restrict xv = jb->x, *restrict dy = jb->dy;
+  float *restrict dx = jb->dx;
+  for (size_t i = begin; i < end; i++) { /* both loads unconditional, so the loop vectorizes */
     float d = dy[i], v = xv[i];
     dx[i] += v > 0.0f ? d : 0.0f;
   }
+}
+
+sw_status sw__cpu_fwd_RELU(sw_graph *g, sw__node *node) {
+  relu_job jb = {F32(IN(0)), NULL, F32(node), NULL};
+  int64_t n = elems(node);
+  sw__parallel(g, (size_t)n, n / 4, relu_fwd_range, &jb);
+  return SW_STATUS_OK;
+}
+
+/* x > 0 exactly where relu(x) > 0, so the mask reads the input, or the output when a
+ * Conv applied this Relu in place (they are then the same memory). */
+sw_status sw__cpu_bwd_RELU(sw_graph *g, sw__node *node) {
+  sw__node *x = IN(0);
+  if (!x->grad) return SW_STATUS_OK;
+  relu_job jb = {F32(x), node->grad, NULL, x->grad};
+  int64_t n = elems(node);
+  sw__parallel(g, (size_t)n, n / 4, relu_bwd_range, &jb);
   return SW_STATUS_OK;
 }
 

@@ -21,8 +21,8 @@ void sw_graph_free(sw_graph *g) {
   for (size_t i = 0; i < g->n; i++) {
     sw__node *nd = &g->nodes[i];
     sw_free(nd->name);
-    sw_free(nd->data);
-    sw_free(nd->grad);
+    if (nd->data_of < 0) sw_free(nd->data);
+    if (!nd->grad_shared) sw_free(nd->grad);
     sw_free(nd->scratch);
   }
   sw_free(g->nodes);
@@ -61,6 +61,8 @@ static sw_status add_node(sw_graph *g, sw_op_type op, const char *name, sw__node
   memset(nd, 0, sizeof *nd);
   nd->op = op;
   nd->name = nm;
+  nd->data_of = -1;
+  nd->pool_into = -1;
   sw_op_attrs_default(op, &nd->attrs);
   *id = (sw_node)g->n++;
   *out = nd;
@@ -172,33 +174,118 @@ static sw_status infer_all(sw_graph *g) {
   return SW_STATUS_OK;
 }
 
+/* Memory that nodes can share, planned once the graph is complete:
+ * - Flatten and Reshape only relabel the shape of contiguous data, so they view their
+ *   input's data (their forward does nothing) and, when they are its only reader, its
+ *   gradient too (their backward does nothing either);
+ * - a Relu that is the only reader of a Conv is applied by the Conv as it writes its
+ *   output, and views that output: the Conv's value is then the Relu's, which changes
+ *   nothing for the Relu's backward (x > 0 exactly where relu(x) > 0) and nothing for
+ *   the Conv's (it reads its input and weights, never its output);
+ * - a 2x2, stride-2 MaxPool that is the only reader of such a Relu is computed by the
+ *   Conv too outside training (max commutes with the bias and the Relu, both monotone),
+ *   from the sgemm's output while it is in cache; the Conv's own value is then not
+ *   written, which only a backward pass would read (it refuses to run on it).
+ * Nodes marked as outputs (sw_graph_mark_output) keep their own values. */
+static sw_status plan_sharing(sw_graph *g) {
+  int *readers = sw_calloc(g->n ? g->n : 1, sizeof *readers);
+  if (!readers) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  for (size_t i = 0; i < g->n; i++)
+    for (int j = 0; j < g->nodes[i].n_inputs; j++)
+      if (g->nodes[i].inputs[j] >= 0) readers[g->nodes[i].inputs[j]]++;
+  for (size_t i = 0; i < g->n; i++) {
+    sw__node *nd = &g->nodes[i];
+    if (nd->n_inputs < 1 || nd->inputs[0] < 0) continue;
+    sw_node xi = nd->inputs[0];
+    sw__node *x = &g->nodes[xi];
+    if ((nd->op == SW_OP_FLATTEN || nd->op == SW_OP_RESHAPE) && x->dtype == nd->dtype) {
+      nd->data_of = x->data_of >= 0 ? x->data_of : xi;
+      nd->fwd_noop = true;
+      if (nd->needs_grad && x->needs_grad && readers[xi] == 1 && !x->is_output) nd->grad_shared = nd->bwd_noop = true;
+    } else if (nd->op == SW_OP_RELU && x->op == SW_OP_CONV && x->dtype == SW_DTYPE_F32 && readers[xi] == 1 &&
+               !x->is_output && x->data_of < 0) {
+      x->fused_relu = true;
+      nd->data_of = xi;
+      nd->fwd_noop = true;
+    } else if (nd->op == SW_OP_MAX_POOL && x->op == SW_OP_RELU && x->data_of >= 0 && readers[xi] == 1 &&
+               !x->is_output) {
+      sw__node *conv = &g->nodes[x->data_of];
+      const sw_op_attrs *a = &nd->attrs;
+      if (conv->op == SW_OP_CONV && conv->fused_relu && conv->rank == 4 && a->kernel[0] == 2 && a->kernel[1] == 2 &&
+          a->stride[0] == 2 && a->stride[1] == 2 && a->dilation[0] == 1 && a->dilation[1] == 1 && !a->pad[0] &&
+          !a->pad[1] && !a->pad[2] && !a->pad[3]) {
+        conv->pool_into = (sw_node)i;
+        nd->pool_fused = true;
+      }
+    }
+  }
+  sw_free(readers);
+  return SW_STATUS_OK;
+}
+
+/* (Re)sizes every node's scratch for the current thread count and the largest batch. */
+static sw_status size_scratch(sw_graph *g) {
+  int64_t batch = g->batch;
+  sw_status st = SW_STATUS_OK;
+  if (batch != g->max_batch) {
+    g->batch = g->max_batch;
+    st = infer_all(g);
+  }
+  for (size_t i = 0; !st && i < g->n; i++) {
+    sw__node *nd = &g->nodes[i];
+    const sw__op_def *def = sw__op(nd->op);
+    size_t bytes = def->scratch ? def->scratch(g, nd) : 0;
+    if (bytes == nd->scratch_bytes) continue;
+    sw_free(nd->scratch);
+    nd->scratch = NULL;
+    nd->scratch_bytes = 0;
+    if (!bytes) continue;
+    nd->scratch = sw_calloc(1, bytes);
+    if (!nd->scratch) st = sw_error(SW_STATUS_NOMEM, "out of memory for '%s'", nd->name);
+    else nd->scratch_bytes = bytes;
+  }
+  if (batch != g->batch) {
+    g->batch = batch;
+    sw_status st2 = infer_all(g);
+    if (!st) st = st2;
+  }
+  return st;
+}
+
 sw_status sw_graph_alloc(sw_graph *g, int64_t max_batch) {
   if (g->allocated) return sw_error(SW_STATUS_INVALID, "graph: allocated already");
   if (max_batch < 1) return sw_error(SW_STATUS_INVALID, "graph: batch %lld", (long long)max_batch);
   g->batch = g->max_batch = max_batch;
   sw_status st = infer_all(g);
+  if (!st) st = plan_sharing(g);
   if (st) return st;
   for (size_t i = 0; i < g->n; i++) {
     sw__node *nd = &g->nodes[i];
     size_t elems = (size_t)sw__elements(nd->rank, nd->shape);
-    if (!nd->owns_data) {
+    if (nd->data_of >= 0) { /* planned: the source comes earlier, so it has its memory */
+      nd->data = g->nodes[nd->data_of].data;
+      nd->capacity = g->nodes[nd->data_of].capacity;
+    } else if (!nd->owns_data) {
       nd->capacity = elems * sw_dtype_size(nd->dtype);
       nd->data = sw_calloc(1, nd->capacity ? nd->capacity : 1);
       if (!nd->data) return sw_error(SW_STATUS_NOMEM, "out of memory for '%s'", nd->name);
     }
-    if (nd->needs_grad) {
+    if (nd->grad_shared) {
+      nd->grad = g->nodes[nd->inputs[0]].grad;
+    } else if (nd->needs_grad) {
       nd->grad = sw_calloc(elems ? elems : 1, sizeof(float));
       if (!nd->grad) return sw_error(SW_STATUS_NOMEM, "out of memory for the gradient of '%s'", nd->name);
     }
-    const sw__op_def *def = sw__op(nd->op);
-    nd->scratch_bytes = def->scratch ? def->scratch(g, nd) : 0;
-    if (nd->scratch_bytes) {
-      nd->scratch = sw_calloc(1, nd->scratch_bytes);
-      if (!nd->scratch) return sw_error(SW_STATUS_NOMEM, "out of memory for '%s'", nd->name);
-    }
   }
+  st = size_scratch(g);
+  if (st) return st;
   g->allocated = true;
   return SW_STATUS_OK;
+}
+
+void sw_graph_mark_output(sw_graph *g, sw_node n) {
+  SW_ASSERT(!g->allocated && n >= 0 && (size_t)n < g->n);
+  g->nodes[n].is_output = true;
 }
 
 sw_status sw_graph_set_batch(sw_graph *g, int64_t n) {
@@ -227,14 +314,39 @@ sw_status sw_graph_set_threads(sw_graph *g, int threads) {
     if (st) return st;
   }
   if (g->backend->set_threads) g->backend->set_threads(threads);
-  return SW_STATUS_OK;
+  /* scratch may be per thread (Conv's columns) */
+  return g->allocated ? size_scratch(g) : SW_STATUS_OK;
+}
+
+typedef struct {
+  sw_graph *g;
+  size_t upto;
+} zero_job;
+
+static void zero_grads(void *ctx, size_t begin, size_t end) {
+  zero_job *jb = ctx;
+  /* the range is over bytes of all gradients laid end to end */
+  size_t at = 0;
+  for (size_t i = 0; i <= jb->upto && at < end; i++) {
+    sw__node *nd = &jb->g->nodes[i];
+    if (!nd->grad || nd->grad_shared) continue;
+    size_t bytes = (size_t)sw__elements(nd->rank, nd->shape) * sizeof(float);
+    size_t lo = begin > at ? begin - at : 0, hi = end - at < bytes ? end - at : bytes;
+    if (lo < hi) memset((char *)nd->grad + lo, 0, hi - lo);
+    at += bytes;
+  }
+}
+
+void sw__parallel(sw_graph *g, size_t n, int64_t work, void (*fn)(void *ctx, size_t begin, size_t end), void *ctx) {
+  sw_threadpool_for(work >= SW__PARALLEL_MIN_WORK ? g->pool : NULL, n, 0, fn, ctx);
 }
 
 sw_status sw_graph_forward(sw_graph *g) {
   if (!g->allocated) return sw_error(SW_STATUS_INVALID, "graph: not allocated");
+  g->values_skipped = false; /* the kernels that skip values set it */
   for (size_t i = 0; i < g->n; i++) {
     sw__node *nd = &g->nodes[i];
-    if (nd->op == SW_OP_INPUT || nd->op == SW_OP_PARAM || nd->op == SW_OP_CONST) continue;
+    if (nd->op == SW_OP_INPUT || nd->op == SW_OP_PARAM || nd->op == SW_OP_CONST || nd->fwd_noop) continue;
     sw_status st = g->backend->forward[nd->op](g, nd);
     if (st) return sw_error_prefix(st, "%s: ", nd->name);
   }
@@ -247,14 +359,20 @@ sw_status sw_graph_backward(sw_graph *g, sw_node loss) {
   sw__node *ln = &g->nodes[loss];
   if (sw__elements(ln->rank, ln->shape) != 1) return sw_error(SW_STATUS_INVALID, "graph: '%s' is not a scalar", ln->name);
   if (!ln->needs_grad) return sw_error(SW_STATUS_INVALID, "graph: no parameter reaches '%s'", ln->name);
+  if (g->values_skipped)
+    return sw_error(SW_STATUS_INVALID, "graph: backward needs a forward pass in training mode (sw_graph_set_training)");
+  size_t bytes = 0;
   for (size_t i = 0; i <= (size_t)loss; i++) {
     sw__node *nd = &g->nodes[i];
-    if (nd->grad) memset(nd->grad, 0, (size_t)sw__elements(nd->rank, nd->shape) * sizeof(float));
+    if (nd->grad && !nd->grad_shared) bytes += (size_t)sw__elements(nd->rank, nd->shape) * sizeof(float);
   }
+  zero_job zj = {g, (size_t)loss};
+  sw__parallel(g, bytes, (int64_t)bytes / 16, zero_grads, &zj);
   ln->grad[0] = 1.0f;
   for (size_t i = (size_t)loss + 1; i-- > 0;) {
     sw__node *nd = &g->nodes[i];
-    if (!nd->needs_grad || nd->op == SW_OP_INPUT || nd->op == SW_OP_PARAM || nd->op == SW_OP_CONST) continue;
+    if (!nd->needs_grad || nd->op == SW_OP_INPUT || nd->op == SW_OP_PARAM || nd->op == SW_OP_CONST || nd->bwd_noop)
+      continue;
     sw_status st = g->backend->backward[nd->op](g, nd);
     if (st) return sw_error_prefix(st, "%s (backward): ", nd->name);
   }

@@ -26,6 +26,15 @@ typedef struct sw__node {
   void *scratch;                 /* per-op working memory sized by the op's scratch fn */
   size_t scratch_bytes;
   bool owns_data;                /* leaves: params, buffers, consts */
+  /* Planned at alloc (graph.c plan_aliases): memory one node borrows from another. */
+  sw_node data_of;               /* -1, or the node whose data this one's data is */
+  bool grad_shared;              /* grad is data_of's grad (a copy op, sole consumer) */
+  bool fused_relu;               /* this Conv applies the Relu that reads it, in place */
+  sw_node pool_into;             /* -1, or the 2x2 MaxPool this Conv computes outside training */
+  bool pool_fused;               /* this MaxPool is computed by its Conv outside training */
+  bool fwd_noop, bwd_noop;       /* the kernel has nothing left to do */
+  bool is_output;                /* read by the caller: never fused or shared */
+  bool scratch_ready;            /* what the last forward left in scratch is complete */
 } sw__node;
 
 struct sw_graph {
@@ -34,6 +43,7 @@ struct sw_graph {
   int64_t batch, max_batch;
   bool allocated;
   bool training;
+  bool values_skipped;           /* the last forward left fused-away values unwritten */
   uint64_t seed;
   int64_t step;
   int threads;
@@ -88,6 +98,24 @@ extern const sw__backend sw__cpu_backend;
   sw_status sw__cpu_bwd_##name(sw_graph *g, sw__node *node) __attribute__((weak));
 SW_OP_MAP(SW__CPU_KERNEL_DECL)
 #undef SW__CPU_KERNEL_DECL
+
+/* Below this many inner-loop steps a parallel loop costs more than it saves. */
+#define SW__PARALLEL_MIN_WORK (1 << 15)
+
+/* Runs fn over [0, n) on the graph's pool in one range per thread, or serially when
+ * the graph has no pool or `work` (inner-loop steps in all) is too small to pay for
+ * the hand-over. Ranges are fixed by n and the thread count alone. */
+void sw__parallel(sw_graph *g, size_t n, int64_t work, void (*fn)(void *ctx, size_t begin, size_t end), void *ctx);
+
+/* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm, split into one block of
+ * C's rows or columns per thread of the graph's pool (OpenBLAS itself runs on one
+ * thread: the pool is the engine's only source of threads, so the two never fight
+ * over the cores). g may be NULL: one thread. */
+void sw__gemm(sw_graph *g, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+              int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* The same on the calling thread only (inside a range of sw__parallel). */
+void sw__gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 /* Broadcasting (numpy rules) of two shapes into out; false when incompatible. */
 bool sw__broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b, int *rank, int64_t *out);

@@ -1184,6 +1184,7 @@ sw_status sw_onnx_import_mem(const uint8_t *data, size_t len, const char *name, 
   sw_status st = m ? SW_STATUS_OK : sw_error(SW_STATUS_FORMAT, "%s: not an ONNX model (the protobuf does not parse: truncated or malformed)", src);
   if (!st) st = sw_graph_new(&im.g);
   if (!st) st = import_model(&im, m, src, outputs, n_outputs, metadata);
+  for (size_t i = 0; !st && i < *n_outputs; i++) sw_graph_mark_output(im.g, (*outputs)[i]);
   if (st) {
     if (!strstr(sw_last_error(), src)) sw_error_prefix(st, "%s: ", src);
     sw_graph_free(im.g);

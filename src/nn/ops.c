@@ -361,18 +361,27 @@ static sw_status infer_pair_loss(sw_graph *g, sw__node *node) {
 
 /* Working memory of the ops whose kernels keep something between passes. */
 static size_t scratch_conv(const sw_graph *g, const sw__node *node) {
-  /* im2col columns and outputs of up to 8 images side by side, so one sgemm covers them
-   * (cpu_conv.c adapts to what it gets; more than 8 measured no faster on 2 cores) */
+  /* per thread (cpu_conv.c): im2col columns and outputs of k images side by side, so
+   * one sgemm covers them, and a dW partial. k is what keeps a thread's columns and
+   * output within ~512 KB, the share of L2 that measured best on this machine's cores
+   * (bench/conv_kernels: conv2 of the CNN, 276 KB an image, runs fastest one image at
+   * a time, conv1, 128 KB, four at a time), and 8 at most. */
   const sw__node *x = &g->nodes[node->inputs[0]];
-  int64_t c = x->shape[1], m = node->shape[1];
+  int64_t c = x->shape[1], m = node->shape[1], n = node->shape[0];
   int64_t cols = node->rank == 4 ? node->shape[2] * node->shape[3] : node->shape[2];
-  int64_t k = node->shape[0] < 8 ? node->shape[0] : 8;
-  return (size_t)(k * (c * node->attrs.kernel[0] * node->attrs.kernel[1] + m) * cols) * sizeof(float);
+  int64_t ckk = c * node->attrs.kernel[0] * node->attrs.kernel[1];
+  int64_t threads = g->pool ? g->threads : 1;
+  int64_t per = n >= threads ? (n + threads - 1) / threads : 1;
+  int64_t k = (int64_t)(512 * 1024 / sizeof(float)) / ((ckk + m) * cols);
+  if (k > 8) k = 8;
+  if (k > per) k = per;
+  if (k < 1) k = 1;
+  return (size_t)(threads * (k * (ckk + m) * cols + m * ckk)) * sizeof(float);
 }
 
 static size_t scratch_max_pool(const sw_graph *g, const sw__node *node) {
   (void)g;
-  return (size_t)sw__elements(node->rank, node->shape) * sizeof(int64_t); /* argmax */
+  return (size_t)sw__elements(node->rank, node->shape) * sizeof(int32_t); /* argmax */
 }
 
 static size_t scratch_dropout(const sw_graph *g, const sw__node *node) {

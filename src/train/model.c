@@ -598,6 +598,8 @@ sw_status sw_model_build(const sw_model_spec *spec, const sw_dataset *ds, bool w
     m->output = prev;
   }
   if (st) goto out;
+  sw_graph_mark_output(m->g, m->logits);
+  sw_graph_mark_output(m->g, m->output);
   if (with_loss) {
     int64_t ls[1] = {-1};
     bool ce = spec->loss == SW_LOSS_SOFTMAX_CE;

@@ -109,3 +109,34 @@ def write_idx(path, array):
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "wb") as f:
         f.write(head + a.tobytes())
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------
+# A throwaway server on loopback for the whole session (tests/postgres.sh, RECIPES.md),
+# stopped by its data dir at the end. A missing PostgreSQL fails the tests that need it.
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """The base URL postgres://postgres@127.0.0.1:PORT/slipway_test of a running server."""
+    import tempfile
+
+    script = REPO / "tests" / "postgres.sh"
+    d = tempfile.mkdtemp(prefix="slipway-pg.")
+    r = subprocess.run([str(script), "start", d], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    if r.returncode != 0:
+        subprocess.run([str(script), "stop", d], timeout=60)
+        pytest.fail(f"cannot start PostgreSQL with {script}:\n{r.stdout}\n{r.stderr}", pytrace=False)
+    try:
+        yield r.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([str(script), "stop", d], timeout=60)
+
+
+def postgres_database(base_url, name):
+    """Creates database NAME on the server of base_url and returns its URL."""
+    port = base_url.rsplit(":", 1)[1].split("/")[0]
+    r = subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "slipway_test", "-c",
+                        f"CREATE DATABASE {name}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return base_url.rsplit("/", 1)[0] + "/" + name

@@ -3,6 +3,7 @@ same weights (written by PyTorch as safetensors, read through the model file's
 init_from) on the same batches (shuffle off: the split's stored order), give the same
 loss as torch for 50 steps, within 1e-4 relative."""
 
+import copy
 import json
 import os
 import struct
@@ -107,29 +108,40 @@ def test_same_losses_as_pytorch(slipway, dataset, tmp_path, kind):
     assert len(ours) == STEPS
 
     x, y = first_batches(dataset, STEPS * BATCH)
-    opt = torch.optim.Adam(net.parameters(), lr=0.001)
-    theirs = []
-    for step in range(STEPS):
-        xb = torch.from_numpy(x[step * BATCH:(step + 1) * BATCH])
-        yb = torch.from_numpy(y[step * BATCH:(step + 1) * BATCH])
-        loss = torch.nn.functional.cross_entropy(net(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        theirs.append(loss.item())
-    ours, theirs = np.array(ours), np.array(theirs)
+    exact = copy.deepcopy(net).double()  # the same training in float64: the exact losses
 
-    def rel(n):
-        return np.max(np.abs(ours[:n] - theirs[:n])) / max(np.max(np.abs(theirs[:n])), 1e-6)
+    def train(model, dtype):
+        opt = torch.optim.Adam(model.parameters(), lr=0.001)
+        losses = []
+        for step in range(STEPS):
+            xb = torch.from_numpy(x[step * BATCH:(step + 1) * BATCH]).to(dtype)
+            yb = torch.from_numpy(y[step * BATCH:(step + 1) * BATCH])
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return np.array(losses)
+
+    theirs = train(net, torch.float32)
+    ours = np.array(ours)
+
+    def rel(n, a=ours, b=theirs):
+        return np.max(np.abs(a[:n] - b[:n])) / max(np.max(np.abs(b[:n])), 1e-6)
 
     per_step = " ".join(f"{v:.1e}" for v in np.abs(ours - theirs) / np.abs(theirs))
     if kind == "mlp":
         assert rel(STEPS) <= 1e-4, per_step
     else:
-        # Float32 training is chaotic: PyTorch against itself (mkldnn on and off, 1 and 2
-        # threads) drifts ~5e-5 over these 50 steps, and ours drifts from it at a similar
-        # rate (docs/TRAINING.md). Each step's arithmetic agrees to ~1e-7.
+        # Float32 training of the CNN is chaotic: a rounding difference grows about
+        # e-fold every 3-4 steps, so after 50 steps PyTorch's own float32 losses are
+        # ~3e-3 away from the same training done in float64 (docs/TRAINING.md). Ours
+        # agree with PyTorch's to 1e-4 for 30 steps, and over all 50 stay at least as
+        # close to the float64 losses as PyTorch's float32 ones do (2x margin).
         assert rel(10) <= 1e-5, per_step
         assert rel(30) <= 1e-4, per_step
-        assert rel(STEPS) <= 5e-3, per_step
+        exact_losses = train(exact, torch.float64)
+        for n in (10, 30, STEPS):
+            ours_err, torch_err = rel(n, ours, exact_losses), rel(n, theirs, exact_losses)
+            assert ours_err <= max(2 * torch_err, 1e-5), (n, ours_err, torch_err, per_step)
     assert theirs[-1] < theirs[0]  # it learned something

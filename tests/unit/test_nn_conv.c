@@ -127,6 +127,11 @@ static const conv_case conv_cases[] = {
     {4, 1, 2, 3, 3, 2, 3, 3, {1, 1}, {2, 2, 2, 2}, {1, 1}, true},  /* pads as wide as the kernel */
     {3, 2, 3, 1, 11, 2, 1, 3, {1, 2}, {0, 1, 0, 2}, {1, 2}, true}, /* 1-D: stride 2, dilation 2 */
     {3, 3, 2, 1, 6, 3, 1, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, false}, /* 1-D, 1x1 */
+    /* output as large as the input at stride 1: im2col's shifted-copy path */
+    {4, 2, 2, 6, 5, 3, 5, 5, {1, 1}, {2, 2, 2, 2}, {1, 1}, true},  /* 5x5, same */
+    {4, 2, 2, 5, 6, 3, 3, 3, {1, 1}, {0, 2, 2, 0}, {1, 1}, true},  /* same size, one-sided pads */
+    {4, 1, 3, 4, 7, 2, 2, 4, {1, 1}, {1, 3, 0, 0}, {1, 1}, false}, /* even kernel, pads top-left */
+    {3, 2, 2, 1, 9, 3, 1, 5, {1, 1}, {0, 2, 0, 2}, {1, 1}, true},  /* 1-D, same */
 };
 
 static void test_conv_forward_backward(void **state) {
@@ -378,8 +383,84 @@ static void test_threads_deterministic(void **state) {
   for (int run = 0; run < 2; run++) free(y[run]), free(dx[run]);
 }
 
+/* Conv -> Relu -> 2x2 MaxPool -> Flatten -> MSE, with the allocator's sharing (Relu in
+ * the Conv, the pool in the Conv outside training, Flatten viewing the pool) or without
+ * it (every node marked as an output): the same values and gradients, to the bit. */
+static sw_graph *fusable_graph(bool fuse, sw_node *ids) {
+  sw_graph *g;
+  assert_int_equal(sw_graph_new(&g), SW_STATUS_OK);
+  int64_t xs[4] = {-1, 3, 8, 8}, ws[4] = {4, 3, 3, 3}, bs[1] = {4}, ts[2] = {-1, 64};
+  sw_op_attrs conv, pool;
+  sw_op_attrs_default(SW_OP_CONV, &conv);
+  for (int i = 0; i < 4; i++) conv.pad[i] = 1;
+  sw_op_attrs_default(SW_OP_MAX_POOL, &pool);
+  pool.kernel[0] = pool.kernel[1] = pool.stride[0] = pool.stride[1] = 2;
+  assert_int_equal(sw_graph_input(g, "x", SW_DTYPE_F32, 4, xs, &ids[0]), SW_STATUS_OK);
+  assert_int_equal(sw_graph_param(g, "w", 4, ws, &ids[1]), SW_STATUS_OK);
+  assert_int_equal(sw_graph_param(g, "b", 1, bs, &ids[2]), SW_STATUS_OK);
+  assert_int_equal(sw_graph_input(g, "t", SW_DTYPE_F32, 2, ts, &ids[3]), SW_STATUS_OK);
+  assert_int_equal(sw_graph_op(g, SW_OP_CONV, ids, 3, &conv, "conv", &ids[4]), SW_STATUS_OK);
+  assert_int_equal(sw_graph_op(g, SW_OP_RELU, &ids[4], 1, NULL, "relu", &ids[5]), SW_STATUS_OK);
+  assert_int_equal(sw_graph_op(g, SW_OP_MAX_POOL, &ids[5], 1, &pool, "pool", &ids[6]), SW_STATUS_OK);
+  assert_int_equal(sw_graph_op(g, SW_OP_FLATTEN, &ids[6], 1, NULL, "flat", &ids[7]), SW_STATUS_OK);
+  sw_node in2[2] = {ids[7], ids[3]};
+  assert_int_equal(sw_graph_op(g, SW_OP_MSE, in2, 2, NULL, "loss", &ids[8]), SW_STATUS_OK);
+  if (!fuse)
+    for (int i = 4; i < 8; i++) sw_graph_mark_output(g, ids[i]);
+  assert_int_equal(sw_graph_alloc(g, 5), SW_STATUS_OK);
+  uint32_t r = 12345;
+  for (int n = 0; n < 4; n++) {
+    if (n == 3) continue;
+    float *v = sw_graph_data(g, ids[n]);
+    for (int64_t i = 0; i < sw_graph_elements(g, ids[n]); i++) {
+      r = r * 1664525u + 1013904223u;
+      v[i] = (float)((int32_t)(r >> 8) % 2001 - 1000) / 500.0f;
+    }
+  }
+  float *t = sw_graph_data(g, ids[3]);
+  for (int64_t i = 0; i < sw_graph_elements(g, ids[3]); i++) t[i] = (float)(i % 7) / 7.0f;
+  return g;
+}
+
+static void test_fused_conv_relu_pool(void **state) {
+  (void)state;
+  sw_node a[9], b[9];
+  sw_graph *fused = fusable_graph(true, a), *plain = fusable_graph(false, b);
+  size_t ny = 5 * 64 * sizeof(float);
+  for (int threads = 1; threads <= 2; threads++) {
+    assert_int_equal(sw_graph_set_threads(fused, threads), SW_STATUS_OK);
+    for (int training = 0; training < 2; training++) {
+      sw_graph_set_training(fused, training);
+      sw_graph_set_training(plain, training);
+      assert_int_equal(sw_graph_forward(fused), SW_STATUS_OK);
+      assert_int_equal(sw_graph_forward(plain), SW_STATUS_OK);
+      assert_memory_equal(sw_graph_data(fused, a[7]), sw_graph_data(plain, b[7]), ny);
+      assert_memory_equal(sw_graph_data(fused, a[8]), sw_graph_data(plain, b[8]), sizeof(float));
+    }
+    /* after the training-mode forward: the same gradients */
+    assert_int_equal(sw_graph_backward(fused, a[8]), SW_STATUS_OK);
+    assert_int_equal(sw_graph_backward(plain, b[8]), SW_STATUS_OK);
+    if (threads == 1) /* dW sums per-thread partials at 2 threads */
+      assert_memory_equal(sw_graph_grad(fused, a[1]), sw_graph_grad(plain, b[1]), 4 * 27 * sizeof(float));
+    assert_memory_equal(sw_graph_grad(fused, a[2]), sw_graph_grad(plain, b[2]), 4 * sizeof(float));
+    assert_memory_equal(sw_graph_grad(fused, a[4]),
+                        sw_graph_grad(plain, b[4]), 5 * 4 * 64 * sizeof(float));
+  }
+  /* a backward after an inference-mode forward that skipped values is refused */
+  sw_graph_set_training(fused, false);
+  assert_int_equal(sw_graph_forward(fused), SW_STATUS_OK);
+  assert_int_equal(sw_graph_backward(fused, a[8]), SW_STATUS_INVALID);
+  assert_non_null(strstr(sw_last_error(), "training mode"));
+  sw_graph_set_training(plain, false);
+  assert_int_equal(sw_graph_forward(plain), SW_STATUS_OK);
+  assert_int_equal(sw_graph_backward(plain, b[8]), SW_STATUS_OK);
+  sw_graph_free(fused);
+  sw_graph_free(plain);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_fused_conv_relu_pool),
       cmocka_unit_test(test_conv_forward_backward), cmocka_unit_test(test_conv_batched_gemm),
       cmocka_unit_test(test_conv_cnn_shape),        cmocka_unit_test(test_conv_torch),
       cmocka_unit_test(test_max_pool),              cmocka_unit_test(test_average_pool),
