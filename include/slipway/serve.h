@@ -61,6 +61,13 @@ sw_status sw_file_catalog_new(sw_catalog *out);
 sw_status sw_file_catalog_add_file(sw_catalog *c, const char *name, const char *path);
 sw_status sw_file_catalog_add_label(sw_catalog *c, const char *name, const char *label, int64_t version);
 
+/* The registry as a catalog (url and home as sw_registry_open takes them: NULL for the
+ * defaults): every registered version with its aliases and artifact; the default policy
+ * serves the version the production alias points at, else the latest that is not
+ * rejected or rolled back; the registry's event counter is the change check, so an
+ * alias move is followed at the next poll. On error *out is untouched. */
+sw_status sw_registry_catalog_new(const char *url, const char *home, sw_catalog *out);
+
 /* Model names: 1 to 128 characters of [A-Za-z0-9._-], starting with a letter or digit. */
 bool sw_serve_name_valid(const char *name, size_t len);
 

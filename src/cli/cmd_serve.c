@@ -18,7 +18,7 @@
 
 static void help(void) {
   printf(
-      "usage: slipway serve [--model-file NAME=PATH.onnx]... [--model NAME[:V|@ALIAS]]... [flags]\n"
+      "usage: slipway serve [--registry URL | --model-file NAME=PATH.onnx...] [--model NAME[:V|@ALIAS]]...\n"
       "\n"
       "Serves ONNX models over HTTP: TensorFlow Serving's REST API (/v1/models/...) and the\n"
       "v2 inference protocol (/v2/...), with /metrics, feedback and admin endpoints\n"
@@ -32,8 +32,13 @@ static void help(void) {
       "                          the latest)\n"
       "  --model NAME[:V|@ALIAS] serve only these models, at this version or label\n"
       "                          (repeatable; default: every model, by the policy above)\n"
-      "  --registry URL          serve from the registry (not in this build yet)\n"
-      "  --poll S                seconds between checks of the catalog (default 2)\n"
+      "  --registry URL          the registry to serve from: a SQLite file or postgres://...\n"
+      "                          (default, without --model-file: $SLIPWAY_REGISTRY, else\n"
+      "                          $SLIPWAY_HOME/registry.db); every model at its production\n"
+      "                          alias, else its latest version not rejected or rolled back\n"
+      "  --home DIR              the registry's artifacts (default $SLIPWAY_HOME, else ./.slipway)\n"
+      "  --poll S                seconds between checks of the catalog: alias moves are\n"
+      "                          followed within this (default 2)\n"
       "\n"
       "serving:\n"
       "  --listen HOST:PORT      address to listen on (default 127.0.0.1:8501; port 0 picks one)\n"
@@ -48,7 +53,8 @@ static void help(void) {
       "  --drain-timeout S       how long SIGTERM waits for requests in flight (default 30)\n"
       "  --feedback-capacity N   request ids kept for feedback (default 100000)\n"
       "  --admin-token-file F    the bearer token of /admin/... (default: a random one,\n"
-      "                          written to $SLIPWAY_HOME/admin.token with mode 0600)\n");
+      "                          written to HOME/admin.token with mode 0600, HOME being\n"
+      "                          --home, else $SLIPWAY_HOME, else ./.slipway)\n");
 }
 
 static sw_status read_token(const char *path, char **out) {
@@ -66,13 +72,13 @@ static sw_status read_token(const char *path, char **out) {
   return SW_STATUS_OK;
 }
 
-static sw_status make_token(char **out) {
+static sw_status make_token(const char *home, char **out) {
   uint8_t raw[32];
   if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) return sw_error(SW_STATUS_IO, "getrandom: %s", strerror(errno));
   char *hex = sw_malloc(2 * sizeof raw + 2);
   if (!hex) return sw_error(SW_STATUS_NOMEM, "out of memory");
   for (size_t i = 0; i < sizeof raw; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-  const char *home = getenv("SLIPWAY_HOME");
+  if (!home) home = getenv("SLIPWAY_HOME");
   if (!home || !*home) home = ".slipway";
   char *path = sw_path_join(home, "admin.token");
   sw_status st = path ? sw_mkdir_p(home) : sw_error(SW_STATUS_NOMEM, "out of memory");
@@ -102,6 +108,7 @@ int sw_cmd_serve(int argc, char **argv) {
     OPT_LABEL,
     OPT_MODEL,
     OPT_REGISTRY,
+    OPT_HOME,
     OPT_POLL,
     OPT_LISTEN,
     OPT_MAX_BATCH,
@@ -120,6 +127,7 @@ int sw_cmd_serve(int argc, char **argv) {
                                            {"label", required_argument, 0, OPT_LABEL},
                                            {"model", required_argument, 0, OPT_MODEL},
                                            {"registry", required_argument, 0, OPT_REGISTRY},
+                                           {"home", required_argument, 0, OPT_HOME},
                                            {"poll", required_argument, 0, OPT_POLL},
                                            {"listen", required_argument, 0, OPT_LISTEN},
                                            {"max-batch", required_argument, 0, OPT_MAX_BATCH},
@@ -138,7 +146,7 @@ int sw_cmd_serve(int argc, char **argv) {
   sw_serve_config_default(&cfg);
   const char *files[MAX_REPEAT], *labels[MAX_REPEAT], *only[MAX_REPEAT];
   size_t n_files = 0, n_labels = 0, n_only = 0;
-  const char *token_file = NULL;
+  const char *token_file = NULL, *registry = NULL, *home = NULL;
   double drain_s = 30;
   long long n;
   double d;
@@ -165,9 +173,8 @@ int sw_cmd_serve(int argc, char **argv) {
         only[n_only++] = optarg;
         break;
       }
-      case OPT_REGISTRY:
-        fprintf(stderr, "slipway serve: --registry: the registry is not in this build yet; use --model-file NAME=PATH\n");
-        return SW_EXIT_USAGE;
+      case OPT_REGISTRY: registry = optarg; break;
+      case OPT_HOME: home = optarg; break;
       case OPT_POLL:
         if (!sw_cli_parse_double(optarg, 0.05, 86400, &d)) return sw_cli_usage_error("serve", "--poll: '%s' is not seconds from 0.05 to 86400", optarg);
         cfg.poll_s = d;
@@ -214,7 +221,8 @@ int sw_cmd_serve(int argc, char **argv) {
     }
   }
   if (optind < argc) return sw_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
-  if (!n_files) return sw_cli_usage_error("serve", "nothing to serve: give --model-file NAME=PATH.onnx");
+  if (n_files && (registry || home)) return sw_cli_usage_error("serve", "--model-file and --registry/--home do not mix");
+  if (n_labels && !n_files) return sw_cli_usage_error("serve", "--label goes with --model-file (the registry has aliases)");
   cfg.only = only;
   cfg.n_only = n_only;
 
@@ -222,7 +230,7 @@ int sw_cmd_serve(int argc, char **argv) {
   sw_server *server = NULL;
   char *token = NULL;
   int rc = SW_EXIT_OK;
-  sw_status st = sw_file_catalog_new(&cat);
+  sw_status st = n_files ? sw_file_catalog_new(&cat) : sw_registry_catalog_new(registry, home, &cat);
   for (size_t i = 0; i < n_files && !st; i++) {
     const char *eq = strchr(files[i], '=');
     if (!eq || eq == files[i] || !eq[1]) {
@@ -244,7 +252,7 @@ int sw_cmd_serve(int argc, char **argv) {
     sw_free(name);
     sw_free(label);
   }
-  if (!st) st = token_file ? read_token(token_file, &token) : make_token(&token);
+  if (!st) st = token_file ? read_token(token_file, &token) : make_token(home, &token);
   if (st) goto out;
   cfg.admin_token = token;
 

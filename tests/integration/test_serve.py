@@ -417,15 +417,27 @@ def test_sigterm_drains_requests_in_flight(slipway, models, tmp_path):
     s.stop()
 
 
-def swap_under_load(slipway, d, m, tmp_path, seconds, swaps, clients=4):
-    """Clients predict without pause while versions 1 and 2 (different weights) take turns:
-    load the other, unload the current. Every answer must be 200, come from a version
-    that was loaded while the request was in flight, and be that version's output."""
-    s = Server(slipway, tmp_path, "--model-file", f"tiny={d / 'tiny1.onnx'}", "--model-file", f"tiny={d / 'tiny2.onnx'}",
-               "--label", "tiny@production=1")
+def swap_under_load(slipway, d, m, tmp_path, seconds, swaps, clients=4, mode="admin", run=None):
+    """Clients predict without pause while versions 1 and 2 (different weights) take turns,
+    by the admin API (load the other, unload the current) or, mode="alias", by moving the
+    registry's production alias (the server follows within --poll). Every answer must be
+    200, come from a version that was serving while the request was in flight, and be that
+    version's output."""
+    if mode == "alias":
+        home = tmp_path / "home"
+        env = {"SLIPWAY_HOME": str(home)}
+        for k in ("tiny1", "tiny2"):
+            r = run("registry", "register", "--onnx", d / f"{k}.onnx", "--name", "tiny", env={**os.environ, **env})
+            assert r.returncode == 0, r.stderr
+        r = run("registry", "alias", "tiny:1", "production", "--why", "start", env={**os.environ, **env})
+        assert r.returncode == 0, r.stderr
+        s = Server(slipway, tmp_path, "--poll", "0.2")
+    else:
+        s = Server(slipway, tmp_path, "--model-file", f"tiny={d / 'tiny1.onnx'}", "--model-file",
+                   f"tiny={d / 'tiny2.onnx'}", "--label", "tiny@production=1")
     x = [[0.5, -1.0, 2.0, 0.25]]
     want = {"1": torch_out(m["tiny1"], torch.tensor(x)), "2": torch_out(m["tiny2"], torch.tensor(x))}
-    live = {"1": [[0.0, None]], "2": []}  # intervals each version was loaded
+    live = {"1": [[0.0, None]], "2": []}  # when each version was serving, as far as we know
     stop = threading.Event()
     answers, failures = [], []
 
@@ -449,13 +461,22 @@ def swap_under_load(slipway, d, m, tmp_path, seconds, swaps, clients=4):
         for _ in range(swaps):
             time.sleep(gap)
             other = "2" if current == "1" else "1"
-            t_load = time.time()
-            r = s.admin("/admin/models/tiny/load", {"version": int(other)})
-            assert r.status_code == 200, r.text
-            live[other].append([t_load, None])
-            r = s.admin("/admin/models/tiny/unload", {"version": int(current)})
-            assert r.status_code == 200, r.text
-            live[current][-1][1] = time.time()
+            t_move = time.time()
+            if mode == "alias":
+                r = run("registry", "alias", f"tiny:{other}", "production", "--why", "swap",
+                        env={**os.environ, "SLIPWAY_HOME": str(s.home)})
+                assert r.returncode == 0, r.stderr
+                live[other].append([t_move, None])
+                # the old version serves until the server has followed (within --poll and a
+                # load): allow it a generous 3 s
+                live[current][-1][1] = time.time() + 3
+            else:
+                r = s.admin("/admin/models/tiny/load", {"version": int(other)})
+                assert r.status_code == 200, r.text
+                live[other].append([t_move, None])
+                r = s.admin("/admin/models/tiny/unload", {"version": int(current)})
+                assert r.status_code == 200, r.text
+                live[current][-1][1] = time.time()
             current = other
         time.sleep(gap)
     finally:
@@ -475,9 +496,65 @@ def swap_under_load(slipway, d, m, tmp_path, seconds, swaps, clients=4):
         assert any(start <= t1 and (end is None or end >= t0) for start, end in live[ver]), (t0, t1, ver, live)
         assert_close(json.loads(body)["predictions"], want[ver])
     assert seen == {"1", "2"}
+    if mode == "alias":
+        # the server ended on the version the alias points at
+        assert ver == current or any(a[3] == current for a in answers[-20:])
     return len(answers)
 
 
 def test_swaps_under_load_fail_no_request(slipway, models, tmp_path):
     d, m = models
     swap_under_load(slipway, d, m, tmp_path, seconds=5, swaps=5)
+
+
+def test_alias_moves_under_load_fail_no_request(slipway, run, models, tmp_path):
+    d, m = models
+    swap_under_load(slipway, d, m, tmp_path, seconds=5, swaps=5, mode="alias", run=run)
+
+
+# ---- the registry as the catalog -------------------------------------------------------------------
+
+def test_registry_policy_aliases_and_model_flag(slipway, run, models, tmp_path):
+    d, m = models
+    env = {**os.environ, "SLIPWAY_HOME": str(tmp_path / "home")}
+    for k in ("tiny1", "tiny2"):
+        assert run("registry", "register", "--onnx", d / f"{k}.onnx", "--name", "tiny", env=env).returncode == 0
+    assert run("registry", "register", "--onnx", d / "mlp.onnx", "--name", "mlp", env=env).returncode == 0
+    x = [[1.0, 2.0, 3.0, 4.0]]
+    s = Server(slipway, tmp_path, "--poll", "0.1")
+    try:
+        # no production alias: the latest version
+        r = post(s, "/v1/models/tiny:predict", {"instances": x})
+        assert r.headers["X-Model-Version"] == "2"
+        assert_close(r.json()["predictions"], torch_out(m["tiny2"], torch.tensor(x)))
+        assert requests.get(s.url + "/v2/models/mlp").json()["versions"] == ["1"]
+        # the production alias wins, and the server follows it without a restart
+        assert run("registry", "alias", "tiny:1", "production", "--why", "t", env=env).returncode == 0
+        until = time.time() + 10
+        while time.time() < until and post(s, "/v1/models/tiny:predict", {"instances": x}).headers["X-Model-Version"] != "1":
+            time.sleep(0.05)
+        r = post(s, "/v1/models/tiny/labels/production:predict", {"instances": x})
+        assert r.status_code == 200 and r.headers["X-Model-Version"] == "1"
+        assert_close(r.json()["predictions"], torch_out(m["tiny1"], torch.tensor(x)))
+        assert [v["version"] for v in requests.get(s.url + "/v1/models/tiny").json()["model_version_status"]] == ["1"]
+        # a new registration is picked up too
+        assert run("registry", "register", "--onnx", d / "embed.onnx", "--name", "embed", env=env).returncode == 0
+        until = time.time() + 10
+        while time.time() < until and requests.get(s.url + "/v2/models/embed").status_code != 200:
+            time.sleep(0.05)
+        assert requests.get(s.url + "/v2/models/embed").status_code == 200
+    finally:
+        assert s.stop() == 0
+    # --model narrows: one model, at a version or an alias
+    s = Server(slipway, tmp_path, "--model", "tiny:2")
+    try:
+        assert post(s, "/v1/models/tiny:predict", {"instances": x}).headers["X-Model-Version"] == "2"
+        check_error(post(s, "/v1/models/mlp:predict", {"instances": [[0] * 20]}), 404)
+    finally:
+        assert s.stop() == 0
+    s = Server(slipway, tmp_path, "--model", "tiny@production", "--model", "mlp")
+    try:
+        assert post(s, "/v1/models/tiny:predict", {"instances": x}).headers["X-Model-Version"] == "1"
+        assert requests.get(s.url + "/v2/models/mlp/ready").json()["ready"] is True
+    finally:
+        assert s.stop() == 0
