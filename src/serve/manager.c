@@ -174,8 +174,8 @@ static sw_status load_version(sw__manager *m, const sw_catalog_version *cv, sw__
   double t0 = sw_now();
   sw_status st = sw__version_load(cv->name, cv->version, cv->path, cv->sha256, &m->opts, m->stats, out);
   if (st) SW_LOGERR("serve: model %s version %lld: %s", cv->name, (long long)cv->version, sw_last_error());
-  else SW_INFO("serve: loaded model %s version %lld (%.1f ms, %lld bytes)", cv->name, (long long)cv->version,
-               (sw_now() - t0) * 1e3, (long long)(*out)->mem_bytes);
+  else SW_INFO("serve: loaded model %s version %lld (%.1f ms, %lld bytes, forward passes of up to %lld rows)", cv->name,
+               (long long)cv->version, (sw_now() - t0) * 1e3, (long long)(*out)->mem_bytes, (long long)(*out)->chunk);
   return st;
 }
 

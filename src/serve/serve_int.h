@@ -96,6 +96,7 @@ typedef struct sw__version {
   bool busy; /* someone (the compute thread or an HTTP thread inline) runs the graph */
   bool stop;
   int max_batch, max_queue;
+  int64_t chunk; /* rows per forward pass: the cheapest per row at warm-up, <= max_batch */
   int64_t timeout_us;
 } sw__version;
 
