@@ -358,7 +358,11 @@ def test_bad_command_lines(run, models, tmp_path):
     assert r.returncode == 2 and "model name" in r.stderr
     r = run("serve", "--model-file", f"tiny={tmp_path / 'missing.onnx'}")
     assert r.returncode == 1 and "missing.onnx" in r.stderr
-    r = run("serve")
+    r = run("serve", "--model-file", f"tiny={d / 'tiny1.onnx'}", "--registry", tmp_path / "registry.db")
+    assert r.returncode == 2 and "do not mix" in r.stderr
+    r = run("serve", "--label", "tiny@production=1")
+    assert r.returncode == 2
+    r = run("serve", "--model", "bad/name")
     assert r.returncode == 2
     r = run("serve", "--model-file", f"tiny={d / 'tiny1.onnx'}", "--max-batch", "0")
     assert r.returncode == 2
