@@ -207,7 +207,9 @@ sw_status sw__version_submit(sw__version *v, sw__job *job) {
   else v->head = job;
   v->tail = job;
   v->queued++;
-  pthread_cond_signal(&v->cv);
+  /* whoever runs the graph now takes the queue when done: waking the compute thread
+   * only to find the graph busy would cost a context switch a request */
+  if (!v->busy) pthread_cond_signal(&v->cv);
   pthread_mutex_unlock(&v->mu);
   return SW_STATUS_OK;
 }
