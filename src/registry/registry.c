@@ -616,6 +616,11 @@ sw_status sw_registry_register(sw_registry *r, const sw_register_options *o, jso
   } else {
     onnx = sw_strdup(o->onnx_path);
   }
+  if (!onnx || (c.run_json && !run_abs) ||
+      (c.run_json && json_string_value(json_object_get(json_object_get(run, "dataset"), "path")) && !ds_path)) {
+    st = sw_error(SW_STATUS_NOMEM, "out of memory");
+    goto out;
+  }
   if (o->dataset_dir) {
     st = sw_dataset_open(o->dataset_dir, &ds);
     if (st) goto out;
@@ -627,6 +632,10 @@ sw_status sw_registry_register(sw_registry *r, const sw_register_options *o, jso
     c.dataset_sha256 = sw_dataset_sha256(ds);
     sw_free(ds_path);
     ds_path = dataset_path_of(o->dataset_dir);
+    if (!ds_path) {
+      st = sw_error(SW_STATUS_NOMEM, "out of memory");
+      goto out;
+    }
   }
   c.dataset_path = ds_path;
   st = sw_read_file(onnx, &bytes, &len);
