@@ -453,6 +453,16 @@ static void test_allocation_failures(void **state) {
     if (!st) st = sw_registry_show(r, "m:1", &s);
     if (!st) st = sw_registry_lineage(r, "m@none", &l) == SW_STATUS_NOT_FOUND ? SW_STATUS_OK : SW_STATUS_NOMEM;
     if (!st) st = sw_registry_verify(r, &rep);
+    json_t *ev = json_pack("{s:s, s:i, s:{s:f}, s:{s:{s:i, s:{s:f}}}}", "split", "test", "examples", 3, "metrics", "accuracy", 0.5,
+                           "slices", "k=v", "examples", 1, "metrics", "accuracy", 1.0);
+    json_t *spec = json_pack("{s:s, s:i, s:s}", "model", "m", "challenger", 1, "mode", "canary");
+    int64_t id = 0;
+    if (!st) st = sw_registry_alias_set(r, "m", n % 2 ? "production" : "staging", 1 + n % 2, "t", "why");
+    if (!st) st = sw_registry_evaluation_add(r, "m", 1, ev, "manual", "t");
+    if (!st) st = sw_registry_rollout_create(r, spec, "t", &id);
+    if (!st) st = sw_registry_rollout_update(r, id, ev, "t") == SW_STATUS_INVALID ? SW_STATUS_OK : SW_STATUS_NOMEM;
+    json_decref(ev);
+    json_decref(spec);
     sw_alloc_fail_after(0);
     if (st) {
       if (st != SW_STATUS_NOMEM) fprintf(stderr, "allocation %ld: %s: %s\n", n, sw_status_name(st), sw_last_error());
