@@ -711,7 +711,7 @@ static sw_status show_body(sw_registry *r, void *arg) {
   if (!st)
     st = QP(r, &ev,
             "SELECT split, slice, examples, metrics, context, dataset_sha256, at, who FROM evaluations WHERE version_id = $1"
-            " ORDER BY id DESC",
+            " ORDER BY at DESC, id", /* newest first; within one, the split before its slices */
             i64s(vb, vid));
   if (!st)
     st = QP(r, &hist,
