@@ -402,6 +402,10 @@ static sw_status set_state(sw_registry *r, int64_t mid, const char *name, int64_
   json_t *rows = NULL;
   sw_status st = QP(r, &rows, "SELECT state FROM versions WHERE model_id = $1 AND version = $2", i64s(m, mid), i64s(v, version));
   if (!st && json_array_size(rows) == 0) st = sw_error(SW_STATUS_NOT_FOUND, "model '%s' has no version %lld", name, (long long)version);
+  if (!st && !strcmp(cell(rows, 0, 0), state)) { /* already so: nothing to record */
+    json_decref(rows);
+    return SW_STATUS_OK;
+  }
   json_t *detail = st ? NULL : json_pack("{s:s, s:s, s:s?}", "from", cell(rows, 0, 0), "to", state, "why", why);
   if (!st) st = QP(r, NULL, "UPDATE versions SET state = $3 WHERE model_id = $1 AND version = $2", m, v, state);
   if (!st) st = event(r, who, "version", "state", name, version, detail);
