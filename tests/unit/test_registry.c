@@ -434,6 +434,58 @@ static void test_concurrent_registration(void **state) {
   sw_registry_close(r);
 }
 
+/* The n-th allocation failing anywhere in open, register, show, lineage or verify: a
+ * clean error (never a crash), nothing leaked, and the store still whole afterwards. */
+static void test_allocation_failures(void **state) {
+  backend *b = *state;
+  sw_registry *seed = open_reg(b);
+  reg_onnx(seed, "m", "mlp.onnx");
+  sw_registry_close(seed);
+  int failures = 0;
+  for (long n = 1; n < 400; n++) {
+    long before = sw_alloc_live();
+    sw_alloc_fail_after(n);
+    sw_registry *r = NULL;
+    json_t *v = NULL, *s = NULL, *l = NULL, *rep = NULL;
+    sw_register_options o = {.name = "m", .onnx_path = onnx_file("mlp.onnx")};
+    sw_status st = sw_registry_open(b->url, b->home, &r);
+    if (!st) st = sw_registry_register(r, &o, &v);
+    if (!st) st = sw_registry_show(r, "m:1", &s);
+    if (!st) st = sw_registry_lineage(r, "m@none", &l) == SW_STATUS_NOT_FOUND ? SW_STATUS_OK : SW_STATUS_NOMEM;
+    if (!st) st = sw_registry_verify(r, &rep);
+    json_t *ev = json_pack("{s:s, s:i, s:{s:f}, s:{s:{s:i, s:{s:f}}}}", "split", "test", "examples", 3, "metrics", "accuracy", 0.5,
+                           "slices", "k=v", "examples", 1, "metrics", "accuracy", 1.0);
+    json_t *spec = json_pack("{s:s, s:i, s:s}", "model", "m", "challenger", 1, "mode", "canary");
+    int64_t id = 0;
+    if (!st) st = sw_registry_alias_set(r, "m", n % 2 ? "production" : "staging", 1 + n % 2, "t", "why");
+    if (!st) st = sw_registry_evaluation_add(r, "m", 1, ev, "manual", "t");
+    if (!st) st = sw_registry_rollout_create(r, spec, "t", &id);
+    if (!st) st = sw_registry_rollout_update(r, id, ev, "t") == SW_STATUS_INVALID ? SW_STATUS_OK : SW_STATUS_NOMEM;
+    json_decref(ev);
+    json_decref(spec);
+    sw_alloc_fail_after(0);
+    if (st) {
+      if (st != SW_STATUS_NOMEM) fprintf(stderr, "allocation %ld: %s: %s\n", n, sw_status_name(st), sw_last_error());
+      assert_int_equal(st, SW_STATUS_NOMEM);
+      failures++;
+    }
+    json_decref(v);
+    json_decref(s);
+    json_decref(l);
+    json_decref(rep);
+    sw_registry_close(r);
+    assert_int_equal(sw_alloc_live(), before);
+    if (!st) break; /* every allocation on the path has failed once */
+  }
+  assert_true(failures > 10);
+  sw_registry *r = open_reg(b);
+  json_t *rep = NULL;
+  assert_int_equal(sw_registry_verify(r, &rep), SW_STATUS_OK);
+  assert_int_equal(json_array_size(json_object_get(rep, "problems")), 0);
+  json_decref(rep);
+  sw_registry_close(r);
+}
+
 static void test_bad_urls(void **state) {
   (void)state;
   sw_registry *r = NULL;
@@ -459,6 +511,7 @@ int main(void) {
       BOTH(test_evaluations_and_promotion_record),
       BOTH(test_rollouts),
       BOTH(test_concurrent_registration),
+      BOTH(test_allocation_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
