@@ -1253,6 +1253,28 @@ sw_status sw_registry_rollout_list(sw_registry *r, const char *model, json_t **o
 
 /* ---- the event log -------------------------------------------------------------------- */
 
+/* An event that is not a side effect of another write (an alert firing or resolving). */
+typedef struct {
+  const char *who, *entity, *action, *model;
+  int64_t version;
+  const json_t *detail;
+} event_ctx;
+
+static sw_status event_body(sw_registry *r, void *arg) {
+  event_ctx *c = arg;
+  json_t *d = c->detail ? json_deep_copy(c->detail) : json_object();
+  if (!d) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  return event(r, c->who, c->entity, c->action, c->model, c->version, d);
+}
+
+sw_status sw_registry_event_add(sw_registry *r, const char *who, const char *entity, const char *action, const char *model,
+                                int64_t version, const json_t *detail) {
+  if (!entity || !*entity || !action || !*action)
+    return sw_error(SW_STATUS_INVALID, "an event needs an entity and an action");
+  event_ctx c = {.who = who, .entity = entity, .action = action, .model = model, .version = version, .detail = detail};
+  return txn(r, true, event_body, &c);
+}
+
 sw_status sw_registry_change_counter(sw_registry *r, int64_t *latest) {
   json_t *rows = NULL;
   sw_status st = Q0(r, &rows, "SELECT COALESCE(MAX(id), 0) FROM events");
