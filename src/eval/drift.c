@@ -233,7 +233,9 @@ sw_status sw_drift_reference_from_stats(const json_t *stats, const char *split, 
     const char *type = json_string_value(json_object_get(fs, "type"));
     const json_t *q = json_object_get(fs, "quantiles");
     bool numeric = json_is_array(q), categorical = type && !strcmp(type, "bytes") && json_is_array(json_object_get(fs, "top_values"));
-    if (!numeric && !categorical) continue; /* nothing recorded to compare with */
+    /* nothing recorded to compare with: no values in training, or of no usable kind */
+    if (categorical && json_array_size(json_object_get(fs, "top_values")) == 0) continue;
+    if (!numeric && !categorical) continue;
     feat_ref *f = &ref->f[ref->n];
     memset(f, 0, sizeof *f);
     if (!(f->name = sw_strdup(name))) {
