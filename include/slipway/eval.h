@@ -286,6 +286,37 @@ json_t *sw_alert_payload(const char *receiver, const char *external_url, const j
 /* The alert's fingerprint: 16 hex digits of the SHA-256 of its sorted labels. */
 sw_status sw_alert_fingerprint(const json_t *labels, char out[17]);
 
+/* ---- the monitor's metrics (src/eval/monitor_metrics.c) ------------------------------
+ * Prometheus text format, appended to out; each family (# HELP, # TYPE, its samples for
+ * every entry) is written whole. On error (memory) out holds a partial text: discard it. */
+
+typedef struct {
+  const char *model;
+  int64_t version;
+  const char *dataset;    /* the dataset label: its manifest SHA-256 (or a prefix of it) */
+  const json_t *metrics;  /* an evaluation's "metrics" */
+  const json_t *drop;     /* sw_quality_drop_check's result, or NULL */
+} sw_quality_series;
+/* slipway_model_quality, slipway_model_quality_drop, slipway_model_quality_drop_allowed,
+ * all {model, version, metric, dataset}. */
+sw_status sw_quality_render_prometheus(const sw_quality_series *s, size_t n, sw_buf *out);
+
+typedef struct {
+  const char *model;
+  int64_t version;
+  const json_t *judge;    /* sw_live_quality_judge's object */
+} sw_live_quality_series;
+/* slipway_live_accuracy_lower, _upper, _floor {model, version} (none for n == 0). */
+sw_status sw_live_quality_render_prometheus(const sw_live_quality_series *s, size_t n, sw_buf *out);
+
+typedef struct {
+  const char *model;
+  const json_t *report;   /* sw_drift_compute's */
+} sw_drift_series;
+/* slipway_drift_psi, _js, _ks_pvalue (Bonferroni-corrected), _feature_drifting
+ * {model, feature}; slipway_drift_share, _detected, _window_records {model}. */
+sw_status sw_drift_render_prometheus(const sw_drift_series *s, size_t n, sw_buf *out);
+
 #ifdef __cplusplus
 }
 #endif

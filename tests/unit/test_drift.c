@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "slipway/eval.h"
 
@@ -387,6 +388,82 @@ static void test_baseline_from_registry_shape(void **state) {
   json_decref(shown);
 }
 
+/* ---- the metrics text --------------------------------------------------------------- */
+
+static void test_render_prometheus(void **state) {
+  (void)state;
+  json_t *stats = fixture_stats();
+  sw_drift_reference *ref;
+  assert_int_equal(sw_drift_reference_from_stats(stats, NULL, "label", &ref), SW_STATUS_OK);
+  sw_drift_window *w;
+  assert_int_equal(sw_drift_window_new(ref, WINDOW, &w), SW_STATUS_OK);
+  feed(w, 1, 1);
+  json_t *rep;
+  assert_int_equal(sw_drift_compute(w, NULL, &rep), SW_STATUS_OK);
+  sw_policy *pol;
+  char *err = NULL;
+  json_t *tree = json_loads("{\"monitor\": {\"max_drop\": {\"accuracy\": 0.02}}}", 0, NULL);
+  assert_int_equal(sw_policy_from_json(tree, &pol, &err), SW_STATUS_OK);
+  json_t *base = json_pack("{s:f}", "accuracy", 0.90), *now = json_pack("{s:f, s:f}", "accuracy", 0.85, "log_loss", 0.5), *drop;
+  assert_int_equal(sw_quality_drop_check(&pol->monitor, base, now, &drop), SW_STATUS_OK);
+  json_t *live = sw_live_quality_judge(80, 100, 0.90, 0.02);
+
+  sw_buf b = {0};
+  sw_drift_series ds[] = {{"fmnist", rep}, {"odd \"name\"\n", rep}};
+  sw_quality_series qs[] = {{"fmnist", 2, "9f2c41d0aa51", now, drop}};
+  sw_live_quality_series ls[] = {{"fmnist", 2, live}};
+  assert_int_equal(sw_quality_render_prometheus(qs, 1, &b), SW_STATUS_OK);
+  assert_int_equal(sw_live_quality_render_prometheus(ls, 1, &b), SW_STATUS_OK);
+  assert_int_equal(sw_drift_render_prometheus(ds, 2, &b), SW_STATUS_OK);
+  assert_int_equal(sw_buf_append(&b, "", 1), SW_STATUS_OK);
+  const char *text = (const char *)b.data;
+  const char *want[] = {
+      "slipway_model_quality{model=\"fmnist\",version=\"2\",metric=\"accuracy\",dataset=\"9f2c41d0aa51\"} 0.84999999999999998\n",
+      "slipway_model_quality{model=\"fmnist\",version=\"2\",metric=\"log_loss\",dataset=\"9f2c41d0aa51\"} 0.5\n",
+      "slipway_model_quality_drop{model=\"fmnist\",version=\"2\",metric=\"accuracy\",dataset=\"9f2c41d0aa51\"} 0.05000000000000",
+      "slipway_model_quality_drop_allowed{model=\"fmnist\",version=\"2\",metric=\"accuracy\",dataset=\"9f2c41d0aa51\"} 0.02",
+      "slipway_live_accuracy_upper{model=\"fmnist\",version=\"2\"} 0.86",
+      "slipway_live_accuracy_floor{model=\"fmnist\",version=\"2\"} 0.88",
+      "slipway_drift_feature_drifting{model=\"fmnist\",feature=\"px\"} 1\n",
+      "slipway_drift_detected{model=\"fmnist\"} 1\n",
+      "slipway_drift_window_records{model=\"fmnist\"} 400\n",
+      "slipway_drift_share{model=\"odd \\\"name\\\"\\n\"} 1\n",
+      "# TYPE slipway_drift_psi gauge\n",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (!strstr(text, want[i])) fail_msg("metrics text lacks %s:\n%s", want[i], text);
+  /* each family's samples in one run: its TYPE line comes once */
+  assert_null(strstr(strstr(text, "# TYPE slipway_drift_psi ") + 1, "# TYPE slipway_drift_psi "));
+
+  /* and Prometheus's own linter accepts the text */
+  FILE *p = popen("/usr/bin/promtool check metrics > /tmp/sw_test_promtool.out 2>&1", "w");
+  assert_non_null(p);
+  fputs(text, p);
+  int rc = pclose(p);
+  if (rc != 0) {
+    char out[4096] = "";
+    FILE *f = fopen("/tmp/sw_test_promtool.out", "r");
+    if (f) {
+      size_t got = fread(out, 1, sizeof out - 1, f);
+      out[got] = 0;
+      fclose(f);
+    }
+    fail_msg("promtool check metrics refused the text (%d): %s", rc, out);
+  }
+  unlink("/tmp/sw_test_promtool.out");
+  sw_buf_free(&b);
+  json_decref(live);
+  json_decref(drop);
+  json_decref(base);
+  json_decref(now);
+  json_decref(tree);
+  sw_policy_free(pol);
+  json_decref(rep);
+  sw_drift_window_free(w);
+  sw_drift_reference_free(ref);
+  json_decref(stats);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_psi_js),
@@ -400,6 +477,7 @@ int main(void) {
       cmocka_unit_test(test_live_quality_judge),
       cmocka_unit_test(test_drop_check),
       cmocka_unit_test(test_baseline_from_registry_shape),
+      cmocka_unit_test(test_render_prometheus),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
