@@ -191,8 +191,10 @@ typedef struct sw_drift_window sw_drift_window;
 sw_status sw_drift_window_new(const sw_drift_reference *ref, int64_t capacity, sw_drift_window **out);
 void sw_drift_window_free(sw_drift_window *w);
 /* Adds one request's raw inputs, a JSON object {FEATURE: value}: a number, a string, or
- * a (nested) array of numbers (an image's pixels 0..255, a fixed list). Features the
- * reference does not check are ignored; a missing one counts for nothing. A value of the
+ * a (nested) array of numbers (an image's pixels 0..255, a fixed list); where the
+ * reference checks one feature, a bare value (not an object) is that feature's, as a
+ * one-input model's instances come. Features the reference does not check are ignored;
+ * a missing one counts for nothing. A value of the
  * wrong kind is SW_STATUS_INVALID naming the feature, and the window is unchanged. */
 sw_status sw_drift_window_add(sw_drift_window *w, const json_t *instance);
 /* Records in the window now. */

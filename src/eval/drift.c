@@ -362,11 +362,14 @@ static sw_status count_strings(const feat_ref *f, const json_t *v, uint32_t *cel
 
 sw_status sw_drift_window_add(sw_drift_window *w, const json_t *instance) {
   const sw_drift_reference *ref = w->ref;
-  if (!json_is_object(instance)) return sw_error(SW_STATUS_INVALID, "an instance must be a JSON object of features");
+  /* a model with one input takes bare values ({"instances": [[...pixels...]]}) */
+  bool bare = !json_is_object(instance);
+  if (bare && ref->n != 1)
+    return sw_error(SW_STATUS_INVALID, "an instance must be a JSON object of features when %zu features are checked", ref->n);
   memset(w->scratch, 0, (size_t)ref->total_cells * sizeof *w->scratch);
   for (size_t i = 0; i < ref->n; i++) {
     const feat_ref *f = &ref->f[i];
-    const json_t *v = json_object_get(instance, f->name);
+    const json_t *v = bare ? instance : json_object_get(instance, f->name);
     if (!v || json_is_null(v)) continue;
     uint32_t *cells = w->scratch + ref->cell_offset[i];
     sw_status st = f->kind == FEAT_CATEGORICAL ? count_strings(f, v, cells) : count_numbers(f, v, cells, 0);
