@@ -13,6 +13,8 @@
 #define KS_ALPHA 0.05
 #define MAX_EDGES 11 /* deciles: q0 (min) .. q10 (max) */
 #define MAX_TOP 64
+/* cells of one feature: 2k+1 for k <= 11 distinct deciles, or top values + other */
+#define MAX_CELLS (2 * MAX_EDGES + 1 > MAX_TOP + 1 ? 2 * MAX_EDGES + 1 : MAX_TOP + 1)
 
 typedef enum { FEAT_NUMERIC, FEAT_IMAGE, FEAT_CATEGORICAL } feat_kind;
 
@@ -28,7 +30,7 @@ typedef struct {
   char *name;
   feat_kind kind;
   int n_cells, n_bins;
-  int cell_bin[2 * MAX_EDGES + 1];
+  int cell_bin[MAX_CELLS];
   double expected[MAX_TOP + 1];     /* per bin: training proportion */
   /* numeric */
   int k;

@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (ref) {
       sw_drift_window *w = NULL;
       CHECK(sw_drift_window_new(ref, 4, &w) == SW_STATUS_OK);
-      json_t *inst = json_loads("{\"x\": 1.5, \"image\": [0, 255, 3], \"color\": \"red\", \"y\": [1, 2]}", 0, NULL);
+      json_t *inst = json_loads("{\"x\": 1.5, \"image\": [0, 255, 3], \"color\": \"red\", \"c\": [\"v70\", \"zz\"]}", 0, NULL);
       for (int i = 0; i < 6; i++) sw_drift_window_add(w, inst);
       json_decref(inst);
       judge(w);
