@@ -390,6 +390,38 @@ static void test_rollouts(void **state) {
   sw_registry_close(r);
 }
 
+/* Events of their own (the monitor's alerts): appended with their detail, for a model
+ * or none, and listed after the writes that preceded them. */
+static void test_event_add(void **state) {
+  backend *b = *state;
+  sw_registry *r = open_reg(b);
+  reg_onnx(r, "m", "mlp.onnx");
+  int64_t before = 0, after = 0;
+  assert_int_equal(sw_registry_change_counter(r, &before), SW_STATUS_OK);
+  json_t *d = json_pack("{s:{s:s}, s:b}", "labels", "alertname", "SlipwayDataDrift", "delivered", 1);
+  assert_int_equal(sw_registry_event_add(r, "monitor", "alert", "firing", "m", 1, d), SW_STATUS_OK);
+  assert_int_equal(sw_registry_event_add(r, NULL, "alert", "resolved", NULL, 0, NULL), SW_STATUS_OK);
+  assert_int_equal(sw_registry_event_add(r, "monitor", "", "firing", "m", 1, d), SW_STATUS_INVALID);
+  assert_int_equal(sw_registry_event_add(r, "monitor", "alert", NULL, "m", 1, d), SW_STATUS_INVALID);
+  assert_int_equal(sw_registry_change_counter(r, &after), SW_STATUS_OK);
+  assert_int_equal(after, before + 2);
+  json_t *ev = NULL;
+  assert_int_equal(sw_registry_events(r, before, 0, &ev), SW_STATUS_OK);
+  assert_int_equal(json_array_size(ev), 2);
+  const json_t *e0 = json_array_get(ev, 0), *e1 = json_array_get(ev, 1);
+  assert_string_equal(json_string_value(json_object_get(e0, "entity")), "alert");
+  assert_string_equal(json_string_value(json_object_get(e0, "action")), "firing");
+  assert_string_equal(json_string_value(json_object_get(e0, "who")), "monitor");
+  assert_string_equal(json_string_value(json_object_get(e0, "model")), "m");
+  assert_int_equal(json_integer_value(json_object_get(e0, "version")), 1);
+  assert_true(json_equal(json_object_get(e0, "detail"), d));
+  assert_string_equal(json_string_value(json_object_get(e1, "action")), "resolved");
+  assert_true(json_is_null(json_object_get(e1, "model")) || !json_object_get(e1, "model"));
+  json_decref(ev);
+  json_decref(d);
+  sw_registry_close(r);
+}
+
 typedef struct {
   const backend *b;
   int64_t version;
@@ -510,6 +542,7 @@ int main(void) {
       BOTH(test_aliases_history_states),
       BOTH(test_evaluations_and_promotion_record),
       BOTH(test_rollouts),
+      BOTH(test_event_add),
       BOTH(test_concurrent_registration),
       BOTH(test_allocation_failures),
   };
