@@ -259,11 +259,49 @@ static void test_retries(void **state) {
   sw_remove_tree(home);
 }
 
+/* No webhook, no registry: the state machine alone, with the n-th allocation failing. */
+static sw_status op_cycle(void) {
+  sw_alert_options opt = {.receiver = "r", .external_url = "http://x"};
+  sw_alert_manager *m = NULL;
+  json_t *a = json_pack("{s:s, s:s}", "alertname", "A", "model", "m"), *b = json_pack("{s:s}", "alertname", "B");
+  json_t *ann = json_pack("{s:s}", "summary", "s");
+  sw_status st = sw_alert_manager_new(&opt, &m);
+  for (int i = 0; !st && i < 12; i++) { /* past the first growth of the alert table */
+    json_object_set_new(b, "n", json_sprintf("%d", i));
+    st = sw_alert_manager_set(m, b, ann, true, NULL);
+  }
+  if (!st) st = sw_alert_manager_set(m, a, ann, true, NULL);
+  if (!st) st = sw_alert_manager_set(m, a, ann, false, NULL);
+  if (!st && sw_alert_manager_firing(m) != 12) st = SW_STATUS_CORRUPT;
+  sw_alert_manager_free(m);
+  json_decref(a);
+  json_decref(b);
+  json_decref(ann);
+  return st;
+}
+
+static void test_allocation_failures(void **state) {
+  (void)state;
+  int n;
+  for (n = 1; n < 1000; n++) {
+    long before = sw_alloc_live();
+    sw_alloc_fail_after(n);
+    sw_status st = op_cycle();
+    sw_alloc_fail_after(0);
+    if (sw_alloc_live() != before) fail_msg("allocation %d failing: %ld leaked", n, sw_alloc_live() - before);
+    if (st == SW_STATUS_NOMEM) continue;
+    assert_int_equal(st, SW_STATUS_OK);
+    break;
+  }
+  assert_true(n > 5);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_payload),
       cmocka_unit_test(test_fire_dedup_resolve),
       cmocka_unit_test(test_retries),
+      cmocka_unit_test(test_allocation_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
