@@ -183,6 +183,11 @@ typedef struct {
   int64_t dist_check_every;         /* compare params_sha256 across ranks every K steps (0: at the end only) */
   int debug_slow_rank;              /* this rank sleeps debug_slow_ms per step (a made straggler; -1: none) */
   int debug_slow_ms;
+  /* fault injection for tests (docs/DISTRIBUTED.md): this rank dies by SIGKILL before step
+   * debug_crash_step (> 0), or nudges one parameter after step 1 (a rank > 0) */
+  int debug_crash_rank;
+  int64_t debug_crash_step;
+  int debug_corrupt_rank;
 } sw_train_options;
 
 /* Trains and writes the run dir (run.json, model.yaml, model.safetensors,

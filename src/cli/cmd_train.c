@@ -51,6 +51,8 @@ static void help(void) {
       "  --bucket-mb X    sync: allreduce bucket size in MB (4)\n"
       "  --dist-check-every K compare parameters across ranks every K steps (always at the end)\n"
       "  --debug-slow-rank R --debug-slow-ms M   rank R sleeps M ms per step (a made straggler)\n"
+      "  --debug-crash-rank R --debug-crash-step K   rank R dies (SIGKILL) at step K (tests)\n"
+      "  --debug-corrupt-rank R   rank R nudges a parameter after step 1 (tests the check)\n"
       "  Each rank runs one engine thread unless --threads says otherwise.\n"
       "\n"
       "Running again on an existing RUN resumes from its newest good checkpoint. SIGTERM or\n"
@@ -270,7 +272,8 @@ static int supervise(int argc, char **argv, const supervise_options *so) {
 int sw_cmd_train(int argc, char **argv) {
   enum { OPT_MODEL = 256, OPT_DATA, OPT_OUT, OPT_STEPS, OPT_EPOCHS, OPT_THREADS, OPT_SEED, OPT_LOG, OPT_OVERWRITE, OPT_JSON, OPT_HELP,
          OPT_CK_STEPS, OPT_CK_SECONDS, OPT_KEEP, OPT_MTBF, OPT_RESTARTS, OPT_NP, OPT_HOSTS, OPT_SHRINK, OPT_MIN_RANKS,
-         OPT_DIST, OPT_BACKUP, OPT_STALENESS, OPT_BUCKET, OPT_CHECK_EVERY, OPT_SLOW_RANK, OPT_SLOW_MS };
+         OPT_DIST, OPT_BACKUP, OPT_STALENESS, OPT_BUCKET, OPT_CHECK_EVERY, OPT_SLOW_RANK, OPT_SLOW_MS,
+         OPT_CRASH_RANK, OPT_CRASH_STEP, OPT_CORRUPT_RANK };
   static const struct option longopts[] = {
       {"model", required_argument, 0, OPT_MODEL},     {"data", required_argument, 0, OPT_DATA},
       {"out", required_argument, 0, OPT_OUT},         {"steps", required_argument, 0, OPT_STEPS},
@@ -288,10 +291,12 @@ int sw_cmd_train(int argc, char **argv) {
       {"max-staleness", required_argument, 0, OPT_STALENESS}, {"bucket-mb", required_argument, 0, OPT_BUCKET},
       {"dist-check-every", required_argument, 0, OPT_CHECK_EVERY},
       {"debug-slow-rank", required_argument, 0, OPT_SLOW_RANK}, {"debug-slow-ms", required_argument, 0, OPT_SLOW_MS},
+      {"debug-crash-rank", required_argument, 0, OPT_CRASH_RANK}, {"debug-crash-step", required_argument, 0, OPT_CRASH_STEP},
+      {"debug-corrupt-rank", required_argument, 0, OPT_CORRUPT_RANK},
       {"help", no_argument, 0, OPT_HELP},             {0, 0, 0, 0}};
   sw_train_options o = {0};
   o.seed = -1;
-  o.debug_slow_rank = -1;
+  o.debug_slow_rank = o.debug_crash_rank = o.debug_corrupt_rank = -1;
   supervise_options so = {.max_restarts = -1, .min_ranks = 1};
   bool as_json = false, dist_given = false;
   long long n;
@@ -390,6 +395,18 @@ int sw_cmd_train(int argc, char **argv) {
         if (!sw_cli_parse_int(optarg, 0, 3600000, &n)) return sw_cli_usage_error("train", "--debug-slow-ms: '%s' is not a count of ms", optarg);
         o.debug_slow_ms = (int)n;
         break;
+      case OPT_CRASH_RANK:
+        if (!sw_cli_parse_int(optarg, 0, 100000, &n)) return sw_cli_usage_error("train", "--debug-crash-rank: '%s' is not a rank", optarg);
+        o.debug_crash_rank = (int)n;
+        break;
+      case OPT_CRASH_STEP:
+        if (!sw_cli_parse_int(optarg, 1, (long long)1 << 50, &n)) return sw_cli_usage_error("train", "--debug-crash-step: '%s' is not a step >= 1", optarg);
+        o.debug_crash_step = n;
+        break;
+      case OPT_CORRUPT_RANK:
+        if (!sw_cli_parse_int(optarg, 1, 100000, &n)) return sw_cli_usage_error("train", "--debug-corrupt-rank: '%s' is not a rank >= 1", optarg);
+        o.debug_corrupt_rank = (int)n;
+        break;
       case OPT_HELP: help(); return SW_EXIT_OK;
       default: return sw_cli_usage_error("train", "unknown or incomplete flag '%s'", argv[optind - 1]);
     }
@@ -402,6 +419,8 @@ int sw_cmd_train(int argc, char **argv) {
   if (o.backup_workers > 0 && o.dist == SW_DIST_ASYNC) return sw_cli_usage_error("train", "--backup-workers goes with --dist sync");
   if ((o.debug_slow_rank >= 0) != (o.debug_slow_ms > 0))
     return sw_cli_usage_error("train", "--debug-slow-rank and --debug-slow-ms go together");
+  if ((o.debug_crash_rank >= 0) != (o.debug_crash_step > 0))
+    return sw_cli_usage_error("train", "--debug-crash-rank and --debug-crash-step go together");
   if ((so.hosts || so.shrink_after) && !so.np) return sw_cli_usage_error("train", "--hosts and --shrink-after go with --np");
   if (so.shrink_after && so.max_restarts < 0) return sw_cli_usage_error("train", "--shrink-after goes with --max-restarts");
   if (so.np && so.min_ranks > so.np) return sw_cli_usage_error("train", "--min-ranks %lld is more than --np %lld", so.min_ranks, so.np);

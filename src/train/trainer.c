@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <dirent.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "slipway/train.h"
@@ -463,6 +464,9 @@ static sw_status next_slice(sw_reader *r, int64_t global, int part, int parts, c
 static sw_status compute(trainer *t, const sw_batch *b, float weight, int64_t step, double *loss_sum, int64_t *correct) {
   sw_graph *g = t->model->g;
   if (t->opt->debug_slow_ms > 0 && t->opt->debug_slow_rank == t->rank) usleep((useconds_t)t->opt->debug_slow_ms * 1000);
+  /* a test's dead rank (a node lost): the job dies as it would, mpirun ends the others */
+  if (t->size > 1 && t->opt->debug_crash_step > 0 && t->opt->debug_crash_rank == t->rank && step + 1 >= t->opt->debug_crash_step)
+    kill(getpid(), SIGKILL);
   if (!b || b->n == 0) {
     for (size_t i = 0; i < t->n_params; i++) memset(t->grads[i], 0, t->sizes[i] * sizeof(float));
     return SW_STATUS_OK;
@@ -723,6 +727,8 @@ static sw_status loop_sync(trainer *t) {
       return sw_error(SW_STATUS_RANGE, "step %lld: the loss is %g (diverged); try a lower lr", (long long)t->step, loss);
     apply_update(t);
     t->step++;
+    if (t->step == 1 && t->opt->debug_corrupt_rank > 0 && t->opt->debug_corrupt_rank == t->rank && t->n_params)
+      ((float *)sw_graph_data(t->model->g, t->params[0]))[0] += 1e-3f; /* a test of check_same_params */
     rank_stats *me = &t->rs[0];
     me->steps++;
     me->kept++;
@@ -880,7 +886,7 @@ static sw_status loop_backup(trainer *t) {
   }
   sw_status st = SW_STATUS_OK;
   while (!st && t->step < t->total_steps) {
-    double s0 = sw_now();
+    double s0 = sw_now(), step0 = s0;
     sw_reader_pos pos = sw_reader_tell(t->train);
     const sw_batch *b = NULL;
     size_t n_part = 0, n_glob = 0;
@@ -896,6 +902,9 @@ static sw_status loop_backup(trainer *t) {
         st = send_params(t, w, pos);
         busy[w] = true;
       }
+    double sent = sw_now();
+    t->rs[0].allreduce_s += sent - s0;
+    s0 = sent;
     if (!st) st = compute(t, b, n_glob ? (float)n_part / (float)n_glob : 1.0f, t->step, &loss_sum, &correct);
     if (st) break;
     double s1 = sw_now();
@@ -947,7 +956,7 @@ static sw_status loop_backup(trainer *t) {
     apply_update(t);
     t->step++;
     t->rs[0].wait_s += s2 - s1;
-    t->rs[0].step_s += sw_now() - s0;
+    t->rs[0].step_s += sw_now() - step0;
     st = after_step(t, loss_sum, kept, correct, sw_reader_tell(t->train).index >= (uint64_t)t->n_train, false);
     if (!st && t->opt->stop && *t->opt->stop) st = SW_STATUS_PREEMPTED;
   }
