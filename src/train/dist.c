@@ -21,7 +21,9 @@ static sw_status local_gather(void *ctx, const void *send, void *recv, size_t by
 static const sw__comm_ops local_ops = {"local", local_allreduce, local_broadcast, local_gather};
 
 static sw__comm world = {0, 1, &local_ops, NULL};
+#ifdef SW_HAVE_MPI
 static bool mpi_started;
+#endif
 static bool broken; /* a failure the other ranks do not know of: they may be waiting on this one */
 
 void sw__dist_broken(void) { broken = true; }

@@ -648,6 +648,22 @@ static sw_status allreduce_grads(trainer *t, size_t bucket_floats) {
   return SW_STATUS_OK;
 }
 
+/* Buffers (batch norm's running statistics) are each rank's, from its slice: their mean
+ * over the ranks after every step keeps them the same on every rank (close to, but not
+ * the bits of, one process's statistics over the whole batch). */
+static sw_status average_buffers(trainer *t) {
+  const sw_node *bufs;
+  size_t nb = sw_graph_buffers(t->model->g, &bufs);
+  sw_status st = SW_STATUS_OK;
+  for (size_t i = 0; i < nb && !st; i++) {
+    float *d = sw_graph_data(t->model->g, bufs[i]);
+    size_t n = (size_t)sw_graph_elements(t->model->g, bufs[i]);
+    st = t->comm->ops->allreduce_sum(t->comm->ctx, d, n);
+    for (size_t j = 0; j < n && !st; j++) d[j] /= (float)t->size;
+  }
+  return st;
+}
+
 /* Compares params_sha256 over the ranks: a rank that differs is a bug (an update that
  * is not the same everywhere), and the run fails loudly rather than save one of them. */
 static sw_status check_same_params(trainer *t) {
@@ -727,6 +743,10 @@ static sw_status loop_sync(trainer *t) {
       return sw_error(SW_STATUS_RANGE, "step %lld: the loss is %g (diverged); try a lower lr", (long long)t->step, loss);
     apply_update(t);
     t->step++;
+    if (t->size > 1) {
+      st = average_buffers(t);
+      if (st) return st;
+    }
     if (t->step == 1 && t->opt->debug_corrupt_rank > 0 && t->opt->debug_corrupt_rank == t->rank && t->n_params)
       ((float *)sw_graph_data(t->model->g, t->params[0]))[0] += 1e-3f; /* a test of check_same_params */
     rank_stats *me = &t->rs[0];
