@@ -823,7 +823,11 @@ static sw_status worker_loop(trainer *t) {
     if (cst) return cst;
     waited += sw_now() - w0;
     sw__msg_head h = *(sw__msg_head *)t->flat;
-    if (h.kind == SW__MSG_DONE) break;
+    if (got >= sizeof h && h.kind == SW__MSG_DONE) break;
+    if (got != msg_bytes(t) || h.kind != SW__MSG_PARAMS || h.step < 0) {
+      sw__dist_broken(); /* rank 0 would wait for this rank's gradient */
+      return sw_error(SW_STATUS_FORMAT, "rank 0 sent a malformed parameter message (%zu bytes)", got);
+    }
     double c0 = sw_now();
     const float *f = msg_floats(t->flat);
     for (size_t i = 0; i < t->n_params; i++) {
@@ -879,8 +883,12 @@ static sw_status stop_workers(trainer *t, const bool *busy) {
   return st;
 }
 
-/* A worker's gradient message: its stats into rs, an error into a status. */
-static sw_status take_grad(trainer *t, int w, const sw__msg_head *h) {
+/* A worker's gradient message of `bytes`: its stats into rs, an error into a status.
+ * Peers run this same code, but a message that is not what it says is refused. */
+static sw_status take_grad(trainer *t, int w, const sw__msg_head *h, size_t bytes) {
+  if (bytes < sizeof *h || h->kind != SW__MSG_GRAD || h->rank != w || h->error < 0 || h->error >= SW_STATUS_COUNT_ ||
+      (!h->error && (bytes != msg_bytes(t) || h->examples < 0 || h->step < 0 || h->step > t->step)))
+    return sw_error(SW_STATUS_FORMAT, "rank %d sent a malformed gradient message (%zu bytes)", w, bytes);
   rank_stats *s = &t->rs[w];
   s->steps++;
   s->compute_s += h->compute_s;
@@ -939,11 +947,12 @@ static sw_status loop_backup(trainer *t) {
     t->rs[0].compute_s += s1 - s0;
     for (int have = 1; have < need && !st;) {
       int w = 0;
-      st = sw__recv(-1, SW__TAG_GRAD, t->flat, msg_bytes(t), &w, NULL);
+      size_t got = 0;
+      st = sw__recv(-1, SW__TAG_GRAD, t->flat, msg_bytes(t), &w, &got);
       if (st) break;
       const sw__msg_head *h = (const sw__msg_head *)t->flat;
       busy[w] = false;
-      st = take_grad(t, w, h);
+      st = take_grad(t, w, h, got);
       if (st) break;
       if (h->step != t->step) { /* late: its step is done; the worker gets this one's parameters */
         t->rs[w].dropped++;
@@ -1017,12 +1026,13 @@ static sw_status loop_async(trainer *t) {
   while (!st && t->step < t->total_steps) {
     int w = 0;
     double r0 = sw_now();
-    st = sw__recv(-1, SW__TAG_GRAD, t->flat, msg_bytes(t), &w, NULL);
+    size_t got = 0;
+    st = sw__recv(-1, SW__TAG_GRAD, t->flat, msg_bytes(t), &w, &got);
     if (st) break;
     t->rs[0].wait_s += sw_now() - r0;
     const sw__msg_head *h = (const sw__msg_head *)t->flat;
     busy[w] = false;
-    st = take_grad(t, w, h);
+    st = take_grad(t, w, h, got);
     if (st) break;
     int64_t staleness = t->step - h->step;
     if (staleness > t->max_staleness) {
