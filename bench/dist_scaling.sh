@@ -79,7 +79,8 @@ if nr > 1:
     s += f"  kept {dist.get('kept_per_rank')} dropped {dist.get('dropped_per_rank')}"
     if "staleness_histogram" in dist:
         h = dist["staleness_histogram"]
-        s += f"  staleness {h}  worker wait {sum(mean(r, 'wait_time') for r in range(1, nr)) / (nr - 1) * 1000:.2f} ms"
+        w = [(mean(r, 'compute_time') * 1000, mean(r, 'wait_time') * 1000) for r in range(1, nr)]
+        s += f"  staleness {h}  workers' compute/wait per gradient " + " ".join(f"{c:.2f}/{x:.2f}" for c, x in w) + " ms"
         s += f"  updates/s {run['steps_done'] / run['seconds']:.0f}"
 print(s)
 EOF
