@@ -16,10 +16,11 @@
 #
 # Every rank shares the 2 cores of this machine (mpirun --oversubscribe), with whatever
 # else runs: these are figures of communication cost and mechanism, not of speed-up.
+# Each configuration runs ROUNDS times, interleaved; the figures are the medians.
 #
 #   bench/dist_scaling.sh [BUILD_DIR]       (default: build)
 #
-# Environment: STEPS (400), SLOW_MS (20), FMNIST, BENCH_OUT (bench/out; the prepped
+# Environment: STEPS (400), SLOW_MS (20), ROUNDS (3), FMNIST, BENCH_OUT (bench/out; the prepped
 # dataset is kept in $BENCH_OUT/fmnist and reused).
 set -euo pipefail
 export LC_ALL=C OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -31,7 +32,7 @@ build=$(cd "$build" && pwd)
 slipway="$build/slipway"
 [[ -x $slipway ]] || { echo "dist_scaling.sh: $slipway not built (cmake --build build)" >&2; exit 1; }
 command -v mpirun >/dev/null || { echo "dist_scaling.sh: mpirun not found (apt install openmpi-bin)" >&2; exit 1; }
-steps=${STEPS:-400} slow=${SLOW_MS:-20}
+steps=${STEPS:-400} slow=${SLOW_MS:-20} rounds=${ROUNDS:-3}
 out=${BENCH_OUT:-$top/bench/out}
 mkdir -p "$out"
 data="$out/fmnist"
@@ -56,57 +57,65 @@ train() { # NAME NP ARGS...
     --out "$work/$name" --steps "$steps" --log-every 50 --checkpoint-every-steps 1000000 "$@" >/dev/null 2>"$work/$name.err"
 }
 
-summary() { # NAME: one line of figures from run.json and rank 0's (and the workers') lines
-  /usr/bin/python3 - "$work/$1" <<'EOF'
-import json, sys
+summary() { # NAME: one line of figures (medians over the rounds) from run.json and the per-rank lines
+  /usr/bin/python3 - "$work" "$1" "$rounds" <<'EOF'
+import json, statistics, sys
 from pathlib import Path
-d = Path(sys.argv[1])
-run = json.loads((d / "run.json").read_text())
-lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-ranks = [m for m in lines if m.get("split") == "rank"]
-def mean(r, k):
+work, name, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+runs, figs = [], []
+for i in range(rounds):
+    d = work / f"{name}-r{i}"
+    run = json.loads((d / "run.json").read_text())
+    lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    runs.append((run, [m for m in lines if m.get("split") == "rank"]))
+def med(f):
+    return statistics.median(f(run, ranks) for run, ranks in runs)
+def mean_of(ranks, r, k):
     ms = [m for m in ranks if m["rank"] == r]
     n = sum(m["gradients"] for m in ms)
     return sum(m[k] * m["gradients"] for m in ms) / n if n else 0.0
+def mean(r, k):
+    return med(lambda run, ranks: mean_of(ranks, r, k))
+run = runs[len(runs) // 2][0]
+d = Path(name)
 dist = run.get("dist", {})
 nr = dist.get("ranks", 1)
 step, comp, wait, ar = (mean(0, k) * 1000 for k in ("step_time", "compute_time", "wait_time", "allreduce_time"))
-s = f"{d.name:18s} {run['samples_per_sec']:9.0f} samples/s"
+s = f"{d.name:14s} {med(lambda run, ranks: run['samples_per_sec']):7.0f} samples/s"
 if nr > 1:
     s += f"  step {step:6.2f} ms = compute {comp:5.2f} + wait {wait:5.2f} + allreduce {ar:5.2f}"
     if dist.get("mode") == "sync" and not dist.get("backup_workers"):
         s += f"  (communication {100 * (wait + ar) / step:4.1f}%)"
-    s += f"  kept {dist.get('kept_per_rank')} dropped {dist.get('dropped_per_rank')}"
+    s += f"  kept {dist.get('kept_per_rank')} dropped {dist.get('dropped_per_rank')} (round {len(runs) // 2 + 1})"
     if "staleness_histogram" in dist:
         h = dist["staleness_histogram"]
         w = [(mean(r, 'compute_time') * 1000, mean(r, 'wait_time') * 1000) for r in range(1, nr)]
         s += f"  staleness {h}  workers' compute/wait per gradient " + " ".join(f"{c:.2f}/{x:.2f}" for c, x in w) + " ms"
-        s += f"  updates/s {run['steps_done'] / run['seconds']:.0f}"
+        s += f"  updates/s {med(lambda run, ranks: run['steps_done'] / run['seconds']):.0f}"
 print(s)
 EOF
 }
 
-echo
-echo "== 1. sync scaling"
-for np in 1 2 4; do
-  train "sync-np$np" "$np"
-  summary "sync-np$np"
+configs=(
+  "sync-np1 1" "sync-np2 2" "sync-np4 4"
+  "sync-fast 4" "sync-slow 4 --debug-slow-rank 3 --debug-slow-ms $slow"
+  "backup-fast 4 --backup-workers 1" "backup-slow 4 --backup-workers 1 --debug-slow-rank 3 --debug-slow-ms $slow"
+  "async-fast 4 --dist async" "async-slow 4 --dist async --debug-slow-rank 3 --debug-slow-ms $slow"
+)
+for ((i = 0; i < rounds; i++)); do
+  for c in "${configs[@]}"; do
+    read -r -a a <<<"$c"
+    train "${a[0]}-r$i" "${a[@]:1}"
+  done
 done
 echo
+echo "== 1. sync scaling"
+summary sync-np1; summary sync-np2; summary sync-np4
+echo
 echo "== 2. stragglers (4 ranks; rank 3 sleeps $slow ms per step)"
-train sync-fast 4
-summary sync-fast
-train sync-slow 4 --debug-slow-rank 3 --debug-slow-ms "$slow"
-summary sync-slow
-train backup-fast 4 --backup-workers 1
-summary backup-fast
-train backup-slow 4 --backup-workers 1 --debug-slow-rank 3 --debug-slow-ms "$slow"
-summary backup-slow
+summary sync-fast; summary sync-slow; summary backup-fast; summary backup-slow
 echo
 echo "== 3. async (4 ranks: a parameter server and 3 workers)"
-train async-fast 4 --dist async
-summary async-fast
-train async-slow 4 --dist async --debug-slow-rank 3 --debug-slow-ms "$slow"
-summary async-slow
+summary async-fast; summary async-slow
 echo
 echo "report: $report; runs in $work"
