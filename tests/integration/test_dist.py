@@ -273,6 +273,17 @@ def test_supervisor_shrinks_after_failures_at_one_step(slipway, data, tmp_path):
     assert doc["dist"]["ranks"] == 2 and doc["resumed_at_step"] == 10 and doc["steps_done"] == 30
 
 
+def test_np_with_a_hostfile(slipway, data, tmp_path):
+    ds, model = data
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost slots=2\n")
+    out = tmp_path / "hosts-run"
+    r = run(slipway, "train", "--np", "2", "--hosts", hosts, "--model", model, "--data", ds, "--out", out,
+            "--steps", "10")
+    assert r.returncode == 0, describe(r)
+    assert run_json(out)["dist"]["ranks"] == 2 and run_json(out)["steps_done"] == 10
+
+
 def test_bad_distributed_flags(slipway, data, tmp_path):
     ds, model = data
     base = ["train", "--model", model, "--data", ds, "--out", tmp_path / "x"]
