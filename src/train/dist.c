@@ -136,7 +136,7 @@ const sw__comm *sw__comm_world(void) { return &world; }
 
 bool sw__p2p_available(void) {
 #ifdef SW_HAVE_MPI
-  return mpi_started && world.size > 1;
+  return world.ops == &mpi_ops && world.size > 1;
 #else
   return false;
 #endif
@@ -144,6 +144,7 @@ bool sw__p2p_available(void) {
 
 sw_status sw__send(int to, int tag, const void *buf, size_t bytes) {
 #ifdef SW_HAVE_MPI
+  if (world.ops != &mpi_ops) return sw_error(SW_STATUS_UNSUPPORTED, "not in an MPI job");
   if (bytes > (size_t)INT32_MAX) return sw_error(SW_STATUS_RANGE, "message of %zu bytes", bytes);
   MPI_Request req;
   int rc = MPI_Isend(buf, (int)bytes, MPI_BYTE, to, tag, MPI_COMM_WORLD, &req);
@@ -156,6 +157,7 @@ sw_status sw__send(int to, int tag, const void *buf, size_t bytes) {
 
 sw_status sw__recv(int from, int tag, void *buf, size_t cap, int *source, size_t *bytes) {
 #ifdef SW_HAVE_MPI
+  if (world.ops != &mpi_ops) return sw_error(SW_STATUS_UNSUPPORTED, "not in an MPI job");
   MPI_Status s;
   if (cap > (size_t)INT32_MAX) cap = (size_t)INT32_MAX;
   MPI_Request req;
