@@ -27,6 +27,7 @@ static bool mpi_started;
 static bool broken; /* a failure the other ranks do not know of: they may be waiting on this one */
 
 void sw__dist_broken(void) { broken = true; }
+bool sw__dist_is_broken(void) { return broken; }
 
 #ifdef SW_HAVE_MPI
 static sw_status mpi_fail(int rc, const char *what) {

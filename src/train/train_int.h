@@ -30,6 +30,7 @@ const sw__comm *sw__comm_world(void);
 
 /* Marks a failure the other ranks cannot learn of (sw_dist_finish then ends the job). */
 void sw__dist_broken(void);
+bool sw__dist_is_broken(void);
 
 /* ---- point-to-point, for the coordinator modes (MPI only) ---------------------------
  * A message is one byte buffer: a sw__msg_head, then floats (parameters or gradients). */

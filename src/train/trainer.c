@@ -766,8 +766,7 @@ static sw_status loop_sync(trainer *t) {
     }
     if (st) {
       if (t->size == 1 || t->rank != 0) return st; /* gathers fail on every rank alike */
-      t->pending = st; /* told to the others at the next step */
-      if (t->step == t->total_steps) return st;
+      t->pending = st; /* told to the others at the next step, or after the last */
       continue;
     }
     if (flags[2] > 0 || (t->size == 1 && t->opt->stop && *t->opt->stop)) return preempted(t);
@@ -1131,7 +1130,12 @@ sw_status sw_train_run(const sw_train_options *opt, json_t **summary) {
   t.t0 = t.tlog = t.last_ckpt = sw_now();
   if (!coordinated) {
     st = loop_sync(&t);
-    if (!st && t.size > 1) st = check_same_params(&t);
+    /* every rank leaves the loop at the same step (failures travel in the step's
+     * flags), except rank 0's failure after the last step: one more agreement */
+    if (t.size > 1 && !sw__dist_is_broken()) {
+      st = agree(&t, st, "training");
+      if (!st) st = check_same_params(&t);
+    }
   } else if (t.rank != 0) {
     st = worker_loop(&t);
   } else {
