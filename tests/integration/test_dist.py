@@ -5,7 +5,8 @@ with --oversubscribe on 2 cores, tiny runs (an MLP on 3,600 Fashion-MNIST images
   process after 100 steps, and -np 2 twice gives the same bits;
 - per-rank lines in metrics.jsonl;
 - a rank whose parameters differ fails the run loudly;
-- SIGUSR1 to mpirun checkpoints and exits 75; the run resumes with another rank count;
+- SIGUSR1 to mpirun checkpoints and exits 75; the run resumes with the same rank count
+  to the same bits as without the stop, or with another rank count;
 - backup workers drop the slowed rank's gradients; async applies stale gradients and a
   slowed worker contributes fewer updates without holding the others;
 - under the supervisor (--np), a rank killed mid-run: the job completes from the last
@@ -13,6 +14,7 @@ with --oversubscribe on 2 cores, tiny runs (an MLP on 3,600 Fashion-MNIST images
 
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -162,7 +164,7 @@ def test_ranks_that_differ_fail_loudly(slipway, data, tmp_path):
     assert not (out / "model.safetensors").exists()
 
 
-def test_stop_then_resume_with_other_rank_count(slipway, data, single, tmp_path):
+def test_stop_then_resume_same_or_other_rank_count(slipway, data, single, np2, tmp_path):
     ds, model = data
     out = tmp_path / "resume"
     args = ["train", "--model", model, "--data", ds, "--out", out, "--checkpoint-every-steps", "10"]
@@ -177,6 +179,14 @@ def test_stop_then_resume_with_other_rank_count(slipway, data, single, tmp_path)
     assert p.returncode == 75, err
     stopped = int((out / "checkpoints" / "latest").read_text().split("-")[1])
     assert 0 < stopped < 100
+    same = tmp_path / "resume-np2"
+    shutil.copytree(out, same)
+    # the same rank count: the very bits of the uninterrupted run (DESIGN.md, Determinism)
+    r = mpirun(2, slipway, *args[:6], same, *args[7:])
+    assert r.returncode == 0, describe(r)
+    assert run_json(same)["resumed_at_step"] == stopped
+    assert run_json(same)["params_sha256"] == run_json(np2)["params_sha256"]
+    # another rank count: the run goes on from the global position, within rounding
     r = mpirun(3, slipway, *args)
     assert r.returncode == 0, describe(r)
     doc = run_json(out)
