@@ -12,7 +12,9 @@
 #    sync and with one backup worker, each with and without the straggler: rank 0's
 #    mean step time and the gradients each rank had dropped;
 # 3. async: 4 ranks (rank 0 the parameter server), with and without the straggler:
-#    updates/s, the staleness histogram, the workers' mean wait per gradient.
+#    updates/s, the staleness histogram, the workers' mean compute and wait per gradient;
+# 4. async with the CNN (examples/fashion-mnist/cnn.yaml, CNN_STEPS updates): workers
+#    that compute ~50x longer per batch, so the server is idle between gradients.
 #
 # Every rank shares the 2 cores of this machine (mpirun --oversubscribe), with whatever
 # else runs: these are figures of communication cost and mechanism, not of speed-up.
@@ -20,7 +22,7 @@
 #
 #   bench/dist_scaling.sh [BUILD_DIR]       (default: build)
 #
-# Environment: STEPS (400), SLOW_MS (20), ROUNDS (3), FMNIST, BENCH_OUT (bench/out; the prepped
+# Environment: STEPS (400), SLOW_MS (20), ROUNDS (3), CNN_STEPS (90), FMNIST, BENCH_OUT (bench/out; the prepped
 # dataset is kept in $BENCH_OUT/fmnist and reused).
 set -euo pipefail
 export LC_ALL=C OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -56,6 +58,7 @@ train() { # NAME NP ARGS...
   mpirun --oversubscribe --bind-to none -np "$np" "$slipway" train --model "$model" --data "$data" \
     --out "$work/$name" --steps "$steps" --log-every 50 --checkpoint-every-steps 1000000 "$@" >/dev/null 2>"$work/$name.err"
 }
+cnn_steps=${CNN_STEPS:-90}
 
 summary() { # NAME: one line of figures (medians over the rounds) from run.json and the per-rank lines
   /usr/bin/python3 - "$work" "$1" "$rounds" <<'EOF'
@@ -117,5 +120,11 @@ summary sync-fast; summary sync-slow; summary backup-fast; summary backup-slow
 echo
 echo "== 3. async (4 ranks: a parameter server and 3 workers)"
 summary async-fast; summary async-slow
+echo
+echo "== 4. async with the CNN (4 ranks, $cnn_steps updates)"
+for ((i = 0; i < rounds; i++)); do
+  model="$top/examples/fashion-mnist/cnn.yaml" steps=$cnn_steps train "cnn-async-r$i" 4 --dist async
+done
+summary cnn-async
 echo
 echo "report: $report; runs in $work"

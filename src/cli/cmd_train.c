@@ -376,7 +376,7 @@ int sw_cmd_train(int argc, char **argv) {
         o.backup_workers = (int)n;
         break;
       case OPT_STALENESS:
-        if (!sw_cli_parse_int(optarg, 0, 1000000, &n)) return sw_cli_usage_error("train", "--max-staleness: '%s' is not a count >= 0", optarg);
+        if (!sw_cli_parse_int(optarg, 1, 1000000, &n)) return sw_cli_usage_error("train", "--max-staleness: '%s' is not a count >= 1", optarg);
         o.max_staleness = n;
         break;
       case OPT_BUCKET:
