@@ -63,7 +63,7 @@ fuzz: deps
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DSW_FUZZ=ON -DSW_CUDA=OFF >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 
-# The whole flow on Fashion-MNIST (for now: the data pipeline).
+# The whole flow on Fashion-MNIST, as far as it is built (prep, train, eval, registry).
 demo: build
 	@scripts/demo $(BUILD)
 

@@ -171,6 +171,9 @@ typedef struct {
   const char *path;
   const char *out_dir;
   const char *schema_path; /* NULL: infer */
+  const char *test_path;   /* NULL, or a second input of the same kind (csv, jsonl, wav) whose
+                              records form the test split, as idx's t10k files do; the schema
+                              comes from path (or schema_path) alone */
   const char *split_spec;  /* NULL: train=0.8,val=0.1,test=0.1 (train=0.9,val=0.1 when the
                               source has its own test split) */
   const char *label;       /* label field for csv/jsonl/tfrecord; NULL: "label" if present */

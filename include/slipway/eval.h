@@ -147,6 +147,178 @@ typedef struct {
  * On other errors *result is NULL. */
 sw_status sw_promote(const sw_promote_options *opt, json_t **result);
 
+
+/* ---- drift (src/eval/drift.c) --------------------------------------------------------
+ * Live inputs against the training split's statistics (stats.json, written by prep):
+ * PSI and Jensen-Shannon distance per feature on the training deciles (numeric) or top
+ * values + "other" (strings), a Kolmogorov-Smirnov test for numbers, and a decision for
+ * the dataset from the share of drifting features (docs/MONITORING.md has the math). */
+
+/* Smoothing of empty bins (Evidently's): a proportion of 0 counts as 0.0001. */
+#define SW_DRIFT_EMPTY_BIN 0.0001
+
+/* Population stability index sum (a-e) ln(a/e) over n proportions, each 0 replaced by
+ * SW_DRIFT_EMPTY_BIN first (the proportions are not renormalized, as Evidently's). */
+double sw_drift_psi(const double *expected, const double *actual, size_t n);
+/* Jensen-Shannon distance (natural log, the square root of the divergence, as scipy's
+ * jensenshannon) of the smoothed proportions, each renormalized to sum 1. In [0, sqrt(ln 2)]. */
+double sw_drift_js(const double *expected, const double *actual, size_t n);
+/* P(D_n >= d) under the null, from Kolmogorov's limiting distribution of sqrt(n) D
+ * (scipy's kstwobign.sf(sqrt(n) d)); n is the (effective) sample size. */
+double sw_ks_pvalue(double d, double n);
+
+/* The reference for one dataset: per feature, bins and CDF points from the training
+ * statistics. Immutable once loaded; share it between threads. */
+typedef struct sw_drift_reference sw_drift_reference;
+
+/* From a dataset directory: stats.json's split (NULL: "train"), schema.json's label left
+ * out. On error *out is NULL and sw_last_error() says why (a missing file, a split the
+ * statistics lack, a feature without quantiles or top values is skipped, not an error). */
+sw_status sw_drift_reference_load(const char *data_dir, const char *split, sw_drift_reference **out);
+/* The same from a parsed stats.json; label (may be NULL) names a feature to leave out. */
+sw_status sw_drift_reference_from_stats(const json_t *stats, const char *split, const char *label,
+                                        sw_drift_reference **out);
+void sw_drift_reference_free(sw_drift_reference *ref);
+/* How many features the reference checks. */
+size_t sw_drift_reference_features(const sw_drift_reference *ref);
+
+/* The window of the most recent records (a ring: adding to a full window drops the
+ * oldest). Each record is kept as a few counts per feature, not its values, so a window
+ * of 2000 images costs ~100 KB. Not thread-safe: one writer, or a lock around it. */
+typedef struct sw_drift_window sw_drift_window;
+
+/* capacity <= 0: 2000. The window refers to ref, which must outlive it. */
+sw_status sw_drift_window_new(const sw_drift_reference *ref, int64_t capacity, sw_drift_window **out);
+void sw_drift_window_free(sw_drift_window *w);
+/* Adds one request's raw inputs, a JSON object {FEATURE: value}: a number, a string, or
+ * a (nested) array of numbers (an image's pixels 0..255, a fixed list); where the
+ * reference checks one feature, a bare value (not an object) is that feature's, as a
+ * one-input model's instances come. Features the reference does not check are ignored;
+ * a missing one counts for nothing. A value of the
+ * wrong kind is SW_STATUS_INVALID naming the feature, and the window is unchanged. */
+sw_status sw_drift_window_add(sw_drift_window *w, const json_t *instance);
+/* Records in the window now. */
+int64_t sw_drift_window_records(const sw_drift_window *w);
+
+/* Judges the window against its reference with the policy's monitor.drift thresholds
+ * (NULL: the defaults psi 0.1, js 0.1, share 0.5). Returns (caller owns):
+ *   {"records", "window", "ready": records >= min(window, 100),
+ *    "features": {NAME: {"kind": "numeric"|"image"|"categorical", "records", "values",
+ *                        "psi", "js", "ks_d"?, "ks_p"?, "ks_p_bonferroni"?, "drift",
+ *                        "reasons": [...]}},
+ *    "checked": features with data, "drifting": N, "share": N / checked, "threshold_share",
+ *    "drift": ready and share >= threshold_share, "worst": [up to 3 names, highest PSI first]}
+ * A feature drifts when PSI >= psi, JS >= js, or its Bonferroni-corrected KS p-value
+ * < 0.05. Errors only on memory. */
+sw_status sw_drift_compute(const sw_drift_window *w, const sw_monitor_policy *policy, json_t **report);
+
+/* ---- live and held-out quality (src/eval/quality.c) --------------------------------- */
+
+/* The Wilson score interval of a proportion (correct out of n) at normal quantile z
+ * (1.96: 95%). n == 0 gives [0, 1]. */
+void sw_wilson_interval(int64_t correct, int64_t n, double z, double *lo, double *hi);
+
+/* Rolling accuracy over the last `capacity` feedback labels (a ring of outcomes). */
+typedef struct sw_accuracy_window sw_accuracy_window;
+sw_status sw_accuracy_window_new(int64_t capacity, sw_accuracy_window **out);
+void sw_accuracy_window_free(sw_accuracy_window *w);
+void sw_accuracy_window_add(sw_accuracy_window *w, bool correct);
+/* Outcomes in the window and how many were correct. */
+void sw_accuracy_window_get(const sw_accuracy_window *w, int64_t *n, int64_t *correct);
+
+/* The baseline recorded at promotion: from a version as sw_registry_show returns it,
+ * the metrics of the newest whole-split evaluation with context "promote:candidate" on
+ * split (NULL: "test"), or of any context when none was made by promote. *metrics is the
+ * caller's (NULL with SW_STATUS_NOT_FOUND when there is none). */
+sw_status sw_quality_baseline(const json_t *shown_version, const char *split, json_t **metrics);
+
+/* Compares held-out metrics now with the baseline against the policy's monitor.max_drop
+ * (absolute, or relative to the baseline), the same arithmetic as the gate's max_drop.
+ * Returns (caller owns) {"dropped": bool, "checks": [{"metric", "baseline", "value",
+ * "drop" (how much worse, negative when better), "allowed", "dropped", "reason"}]};
+ * a metric either side lacks is a check with "skipped": true that does not drop. */
+sw_status sw_quality_drop_check(const sw_monitor_policy *monitor, const json_t *baseline, const json_t *current,
+                                json_t **result);
+
+/* Live accuracy against the baseline: {"n", "correct", "accuracy", "lower", "upper" (95%
+ * Wilson), "baseline", "allowed", "floor": baseline - allowed, "below": upper < floor}.
+ * "below" only when the whole interval lies under the floor, so a small sample never
+ * alerts on noise. allowed is absolute (a relative max_drop times the baseline). */
+json_t *sw_live_quality_judge(int64_t correct, int64_t n, double baseline, double allowed);
+
+/* ---- alerts (src/eval/alerts.c) ------------------------------------------------------
+ * Alerts go to a webhook in Alertmanager's webhook format (version "4"), one
+ * notification per change: firing once when a condition starts, resolved once when it
+ * clears, never the same firing alert every cycle. */
+
+typedef struct sw_registry sw_registry;
+
+typedef struct {
+  const char *webhook_url;   /* NULL: alerts are only recorded (and logged) */
+  const char *receiver;      /* NULL: "slipway" */
+  const char *external_url;  /* externalURL and the base of generatorURL (NULL: "") */
+  int max_attempts;          /* <= 0: 4 */
+  double backoff_s;          /* first wait between attempts, doubled each time (<= 0: 0.5) */
+  double timeout_s;          /* per attempt (<= 0: 5) */
+  sw_registry *registry;     /* NULL: firings and resolutions are not recorded */
+  const char *who;           /* recorded as (NULL: "slipway-monitor") */
+} sw_alert_options;
+
+typedef struct sw_alert_manager sw_alert_manager;
+
+/* The strings in opt are copied; registry is borrowed and must outlive the manager. */
+sw_status sw_alert_manager_new(const sw_alert_options *opt, sw_alert_manager **out);
+void sw_alert_manager_free(sw_alert_manager *m);
+
+/* Reports the condition of one alert now. labels (must hold "alertname"; strings only)
+ * identify it; annotations (may be NULL) describe it. When it starts firing, or clears
+ * while firing, one notification is POSTed (retried with back-off on a connection error
+ * or a non-2xx answer) and the change recorded in the registry's event log (entity
+ * "alert", action "firing" or "resolved"). A condition unchanged since the last delivered
+ * notification sends nothing. A notification that could not be delivered is retried at
+ * the next call, and SW_STATUS_IO is returned meanwhile. *sent (may be NULL): whether a
+ * notification went out. */
+sw_status sw_alert_manager_set(sw_alert_manager *m, const json_t *labels, const json_t *annotations, bool firing,
+                               bool *sent);
+/* Alerts firing now. */
+size_t sw_alert_manager_firing(const sw_alert_manager *m);
+/* The Alertmanager webhook body for one alert (caller owns). Exposed for tests. */
+json_t *sw_alert_payload(const char *receiver, const char *external_url, const json_t *labels, const json_t *annotations,
+                         bool firing, const char *starts_at, const char *ends_at);
+/* The alert's fingerprint: 16 hex digits of the SHA-256 of its sorted labels. */
+sw_status sw_alert_fingerprint(const json_t *labels, char out[17]);
+
+/* ---- the monitor's metrics (src/eval/monitor_metrics.c) ------------------------------
+ * Prometheus text format, appended to out; each family (# HELP, # TYPE, its samples for
+ * every entry) is written whole. On error (memory) out holds a partial text: discard it. */
+
+typedef struct {
+  const char *model;
+  int64_t version;
+  const char *dataset;    /* the dataset label: its manifest SHA-256 (or a prefix of it) */
+  const json_t *metrics;  /* an evaluation's "metrics" */
+  const json_t *drop;     /* sw_quality_drop_check's result, or NULL */
+} sw_quality_series;
+/* slipway_model_quality, slipway_model_quality_drop, slipway_model_quality_drop_allowed,
+ * all {model, version, metric, dataset}. */
+sw_status sw_quality_render_prometheus(const sw_quality_series *s, size_t n, sw_buf *out);
+
+typedef struct {
+  const char *model;
+  int64_t version;
+  const json_t *judge;    /* sw_live_quality_judge's object */
+} sw_live_quality_series;
+/* slipway_live_accuracy_lower, _upper, _floor {model, version} (none for n == 0). */
+sw_status sw_live_quality_render_prometheus(const sw_live_quality_series *s, size_t n, sw_buf *out);
+
+typedef struct {
+  const char *model;
+  const json_t *report;   /* sw_drift_compute's */
+} sw_drift_series;
+/* slipway_drift_psi, _js, _ks_pvalue (Bonferroni-corrected), _feature_drifting
+ * {model, feature}; slipway_drift_share, _detected, _window_records {model}. */
+sw_status sw_drift_render_prometheus(const sw_drift_series *s, size_t n, sw_buf *out);
+
 #ifdef __cplusplus
 }
 #endif

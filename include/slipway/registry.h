@@ -173,6 +173,11 @@ sw_status sw_registry_change_counter(sw_registry *reg, int64_t *latest_event_id)
  * [{"id", "at", "who", "entity", "action", "model", "version", "detail"}]. */
 sw_status sw_registry_events(sw_registry *reg, int64_t after, int64_t limit, json_t **out);
 
+/* Appends an event of its own (entity "alert", action "firing"...; model may be NULL,
+ * version <= 0 for none; detail, copied, may be NULL), in its own transaction. */
+sw_status sw_registry_event_add(sw_registry *reg, const char *who, const char *entity, const char *action,
+                                const char *model, int64_t version, const json_t *detail);
+
 /* The user name recorded when none is given: $USER, else "unknown". */
 const char *sw_registry_default_who(void);
 

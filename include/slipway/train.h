@@ -157,6 +157,8 @@ sw_status sw_checkpoint_restore(const char *run_dir, sw_model *m, float *const *
 
 /* ---- training (trainer.c) --------------------------------------------------------- */
 
+typedef enum { SW_DIST_SYNC = 0, SW_DIST_ASYNC } sw_dist_mode;
+
 typedef struct {
   const char *model_path;
   const char *data_dir;
@@ -173,6 +175,19 @@ typedef struct {
   double mtbf_seconds;              /* for checkpoint_auto */
   int keep;                         /* checkpoints kept (default 3) */
   volatile int *stop;               /* set (by a signal handler) to stop after this step */
+  /* distributed (docs/DISTRIBUTED.md); used when the process was started by mpirun */
+  sw_dist_mode dist;                /* SYNC by default */
+  int backup_workers;               /* SYNC: the latest B ranks of each step are dropped */
+  int64_t max_staleness;            /* ASYNC: gradients older than this many updates are dropped (0: 8) */
+  double bucket_mb;                 /* SYNC: allreduce bucket size (0: 4 MB) */
+  int64_t dist_check_every;         /* compare params_sha256 across ranks every K steps (0: at the end only) */
+  int debug_slow_rank;              /* this rank sleeps debug_slow_ms per step (a made straggler; -1: none) */
+  int debug_slow_ms;
+  /* fault injection for tests (docs/DISTRIBUTED.md): this rank dies by SIGKILL before step
+   * debug_crash_step (> 0), or nudges one parameter after step 1 (a rank > 0) */
+  int debug_crash_rank;
+  int64_t debug_crash_step;
+  int debug_corrupt_rank;
 } sw_train_options;
 
 /* Trains and writes the run dir (run.json, model.yaml, model.safetensors,
@@ -182,6 +197,16 @@ typedef struct {
  * non-zero, the current step finishes, a checkpoint is written and PREEMPTED returned.
  * *summary (caller owns): final metrics. */
 sw_status sw_train_run(const sw_train_options *opt, json_t **summary);
+
+/* ---- the ranks of a distributed job (dist.c) ------------------------------------- */
+
+/* Joins the MPI job when the process was started by mpirun (or another MPI launcher),
+ * else a world of one; *rank and *size say which. UNSUPPORTED when mpirun started a
+ * build without MPI. Call once, before sw_train_run. */
+sw_status sw_dist_init(int *argc, char ***argv, int *rank, int *size);
+/* Leaves the job: failed ends every rank (MPI_Abort, as one rank's failure may leave the
+ * others waiting in a collective), else finalizes. A no-op outside MPI. */
+void sw_dist_finish(bool failed);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,8 @@ static void help(void) {
       "\n"
       "flags:\n"
       "  --schema FILE                   validate against this schema.json instead of inferring\n"
+      "  --test-input PATH               a second csv, jsonl or wav input (same kind) that is the\n"
+      "                                  test split, e.g. held-out speakers; --split names the rest\n"
       "  --shards N                      shards of the train split (others in proportion; 4)\n"
       "  --split train=0.8,val=0.1,test=0.1   split names and fractions\n"
       "  --seed S                        seed of the split (0)\n"
@@ -60,7 +62,7 @@ static void print_summary(const json_t *r) {
 int sw_cmd_prep(int argc, char **argv) {
   enum {
     OPT_INPUT = 256, OPT_OUT, OPT_SCHEMA, OPT_SHARDS, OPT_SPLIT, OPT_SEED, OPT_LABEL, OPT_MAX_Z,
-    OPT_MAX_Q, OPT_JSON, OPT_OVERWRITE, OPT_FRAMES, OPT_COEFFS, OPT_BANDS, OPT_HELP
+    OPT_MAX_Q, OPT_TEST_INPUT, OPT_JSON, OPT_OVERWRITE, OPT_FRAMES, OPT_COEFFS, OPT_BANDS, OPT_HELP
   };
   static const struct option longopts[] = {
       {"input", required_argument, 0, OPT_INPUT},
@@ -72,6 +74,7 @@ int sw_cmd_prep(int argc, char **argv) {
       {"label", required_argument, 0, OPT_LABEL},
       {"max-z", required_argument, 0, OPT_MAX_Z},
       {"max-quarantine-fraction", required_argument, 0, OPT_MAX_Q},
+      {"test-input", required_argument, 0, OPT_TEST_INPUT},
       {"json", no_argument, 0, OPT_JSON},
       {"overwrite", no_argument, 0, OPT_OVERWRITE},
       {"mfcc-frames", required_argument, 0, OPT_FRAMES},
@@ -94,6 +97,7 @@ int sw_cmd_prep(int argc, char **argv) {
       case OPT_INPUT: input = optarg; break;
       case OPT_OUT: o.out_dir = optarg; break;
       case OPT_SCHEMA: o.schema_path = optarg; break;
+      case OPT_TEST_INPUT: o.test_path = optarg; break;
       case OPT_SHARDS:
         if (!sw_cli_parse_int(optarg, 1, 100000, &n)) return sw_cli_usage_error("prep", "--shards: '%s' is not a count from 1 to 100000", optarg);
         o.shards = (int)n;
@@ -145,6 +149,11 @@ int sw_cmd_prep(int argc, char **argv) {
     return rc;
   }
 
+  if (o.test_path && strcmp(kind, "csv") && strcmp(kind, "jsonl") && strcmp(kind, "wav")) {
+    int rc = sw_cli_usage_error("prep", "--test-input is for csv, jsonl and wav inputs, not %s", kind);
+    free(kind);
+    return rc;
+  }
   json_t *report = NULL;
   sw_status st = sw_prep_run(&o, &report);
   if (st && st != SW_STATUS_REFUSED) {

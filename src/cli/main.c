@@ -20,6 +20,7 @@ static const command commands[] = {
     {"predict", sw_cmd_predict, "run a model on JSON instances and print its outputs"},
     {"export", sw_cmd_export, "write a run's model as an ONNX file"},
     {"registry", sw_cmd_registry, "versioned models: register, list, show, lineage, alias, promote, verify"},
+    {"monitor", sw_cmd_monitor, "drift of instances against the training statistics (the loop: to come)"},
     {"serve", sw_cmd_serve, "the model server (TF Serving REST and v2 protocols)"},
 };
 

@@ -99,7 +99,9 @@ typedef struct sw__prep {
   int n_splits;
   char *split_names[SW__MAX_SPLITS];
   double split_fracs[SW__MAX_SPLITS];
-  bool source_has_test;       /* the source fixes the test split (idx t10k) */
+  bool source_has_test;       /* the source fixes the test split (idx t10k, --test-input) */
+  int ingest_split;           /* fixed split of the records being read: -1, or SW__SPLIT_TEST
+                                 while csv, jsonl and wav read --test-input */
   double max_z;               /* resolved */
 } sw__prep;
 

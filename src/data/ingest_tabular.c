@@ -408,7 +408,7 @@ static sw_status finish_record(tabular *t, sw_status st, problem *pr, sw_example
     sw_example_clear(ex);
     return sw_error(SW_STATUS_NOMEM, "out of memory");
   }
-  return sw__prep_add(t->p, loc, ex, -1, copy, raw_len);
+  return sw__prep_add(t->p, loc, ex, t->p->ingest_split, copy, raw_len);
 }
 
 static void tabular_free(tabular *t) {

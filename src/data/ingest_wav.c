@@ -119,7 +119,14 @@ sw_status sw__ingest_wav(sw__prep *p) {
     st = sw_error(SW_STATUS_NOMEM, "out of memory");
     goto out;
   }
+  const sw_feature_spec *lf = p->schema->label >= 0 ? &p->schema->features[p->schema->label] : NULL;
   for (size_t c = 0; c < n_classes; c++) {
+    /* the label is the folder's index among the schema's class names, which are this
+       folder's own names only when the schema came from it: a --test-input folder or a
+       --schema may lack some classes */
+    int64_t y = -1;
+    for (size_t k = 0; lf && k < lf->n_classes; k++)
+      if (!strcmp(lf->class_names[k], classes[c])) y = (int64_t)k;
     char *cdir = sw_path_join(o->path, classes[c]);
     char **files = NULL;
     size_t n_files = 0;
@@ -142,6 +149,10 @@ sw_status sw__ingest_wav(sw__prep *p) {
                             sw_last_error(), data, len, true);
       } else if (!st && dec) {
         st = dec;
+      } else if (!st && y < 0) {
+        char detail[320];
+        snprintf(detail, sizeof detail, "class folder '%.256s' is not one of the schema's classes", classes[c]);
+        st = sw__quarantine(p, &loc, SW_REASON_BAD_LABEL, "label", detail, data, len, true);
       } else if (!st) {
         sw__mfcc *m = NULL;
         for (size_t k = 0; k < n_plans; k++)
@@ -159,10 +170,9 @@ sw_status sw__ingest_wav(sw__prep *p) {
           st = mst;
         } else if (!st) {
           sw_example ex = {0};
-          int64_t y = (int64_t)c;
           st = sw_example_add_float(&ex, "mfcc", feat, (size_t)mo.frames * (size_t)mo.coeffs);
           if (!st) st = sw_example_add_int64(&ex, "label", &y, 1);
-          if (!st) st = sw__prep_add(p, &loc, &ex, -1, NULL, 0);
+          if (!st) st = sw__prep_add(p, &loc, &ex, p->ingest_split, NULL, 0);
           sw_example_clear(&ex);
         }
       }

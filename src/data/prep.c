@@ -520,11 +520,11 @@ static sw_status write_json(const char *dir, const char *name, const json_t *v) 
 
 static json_t *settings_json(const sw__prep *p, const char *split_spec) {
   const sw_prep_options *o = p->opt;
-  return json_pack("{s:s, s:I, s:s, s:s?, s:f, s:f, s:s?}", "kind", o->kind, "seed",
+  return json_pack("{s:s, s:I, s:s, s:s?, s:f, s:f, s:s?, s:s?}", "kind", o->kind, "seed",
                    (json_int_t)o->seed, "split", split_spec, "label", p->label, "max_z", p->max_z,
                    "max_quarantine_fraction",
                    o->max_quarantine_fraction < 0 ? DEFAULT_MAX_QUARANTINE : o->max_quarantine_fraction,
-                   "schema", o->schema_path);
+                   "schema", o->schema_path, "test_input", o->test_path);
 }
 
 /* Builds the whole dataset in tmp, then renames it to out_dir. */
@@ -658,6 +658,7 @@ sw_status sw_prep_run(const sw_prep_options *opt, json_t **report_out) {
   sw__prep p;
   memset(&p, 0, sizeof p);
   p.opt = opt;
+  p.ingest_split = -1;
   p.reasons = json_object();
   p.examples = json_array();
   p.source_files = json_array();
@@ -698,6 +699,34 @@ sw_status sw_prep_run(const sw_prep_options *opt, json_t **report_out) {
     goto out;
   }
   if (p.schema->label >= 0) p.label = p.schema->features[p.schema->label].name;
+  if (opt->test_path) {
+    /* the second input is read against the schema the first one gave, its records fixed
+       to the test split; p.opt points at a copy naming it while it is read */
+    sw_prep_options topt = *opt;
+    topt.path = opt->test_path;
+    if (strcmp(opt->kind, "csv") && strcmp(opt->kind, "jsonl") && strcmp(opt->kind, "wav")) {
+      st = sw_error(SW_STATUS_INVALID, "--test-input is for csv, jsonl and wav inputs, not %s", opt->kind);
+      goto out;
+    }
+    if (!sw_path_exists(opt->test_path)) {
+      st = sw_error(SW_STATUS_NOT_FOUND, "test input %s does not exist", opt->test_path);
+      goto out;
+    }
+    size_t before = p.n_read;
+    p.opt = &topt;
+    p.ingest_split = SW__SPLIT_TEST;
+    if (!strcmp(opt->kind, "csv")) st = sw__ingest_csv(&p);
+    else if (!strcmp(opt->kind, "jsonl")) st = sw__ingest_jsonl(&p);
+    else st = sw__ingest_wav(&p);
+    p.opt = opt;
+    p.ingest_split = -1;
+    if (st) goto out;
+    if (p.n_read == before) {
+      st = sw_error(SW_STATUS_FORMAT, "test input %s holds no records", opt->test_path);
+      goto out;
+    }
+    p.source_has_test = true;
+  }
 
   /* splits: the sources that fix some (idx's test, a dataset's shards) did so already */
   if (opt->split_spec) snprintf(split_spec, sizeof split_spec, "%s", opt->split_spec);
@@ -711,7 +740,8 @@ sw_status sw_prep_run(const sw_prep_options *opt, json_t **report_out) {
     /* the source's own test split comes on top of --split's names */
     if (sw__prep_split_index(&p, "test") >= 0) {
       st = sw_error(SW_STATUS_INVALID,
-                    "%s has its own test split: --split may name the other splits only", opt->path);
+                    "%s gives the test split: --split may name the other splits only",
+                    opt->test_path ? "--test-input" : opt->path);
       goto out;
     }
     if (p.n_splits == SW__MAX_SPLITS) {

@@ -402,6 +402,10 @@ static sw_status set_state(sw_registry *r, int64_t mid, const char *name, int64_
   json_t *rows = NULL;
   sw_status st = QP(r, &rows, "SELECT state FROM versions WHERE model_id = $1 AND version = $2", i64s(m, mid), i64s(v, version));
   if (!st && json_array_size(rows) == 0) st = sw_error(SW_STATUS_NOT_FOUND, "model '%s' has no version %lld", name, (long long)version);
+  if (!st && !strcmp(cell(rows, 0, 0), state)) { /* already so: nothing to record */
+    json_decref(rows);
+    return SW_STATUS_OK;
+  }
   json_t *detail = st ? NULL : json_pack("{s:s, s:s, s:s?}", "from", cell(rows, 0, 0), "to", state, "why", why);
   if (!st) st = QP(r, NULL, "UPDATE versions SET state = $3 WHERE model_id = $1 AND version = $2", m, v, state);
   if (!st) st = event(r, who, "version", "state", name, version, detail);
@@ -616,6 +620,11 @@ sw_status sw_registry_register(sw_registry *r, const sw_register_options *o, jso
   } else {
     onnx = sw_strdup(o->onnx_path);
   }
+  if (!onnx || (c.run_json && !run_abs) ||
+      (c.run_json && json_string_value(json_object_get(json_object_get(run, "dataset"), "path")) && !ds_path)) {
+    st = sw_error(SW_STATUS_NOMEM, "out of memory");
+    goto out;
+  }
   if (o->dataset_dir) {
     st = sw_dataset_open(o->dataset_dir, &ds);
     if (st) goto out;
@@ -627,6 +636,10 @@ sw_status sw_registry_register(sw_registry *r, const sw_register_options *o, jso
     c.dataset_sha256 = sw_dataset_sha256(ds);
     sw_free(ds_path);
     ds_path = dataset_path_of(o->dataset_dir);
+    if (!ds_path) {
+      st = sw_error(SW_STATUS_NOMEM, "out of memory");
+      goto out;
+    }
   }
   c.dataset_path = ds_path;
   st = sw_read_file(onnx, &bytes, &len);
@@ -702,7 +715,7 @@ static sw_status show_body(sw_registry *r, void *arg) {
   if (!st)
     st = QP(r, &ev,
             "SELECT split, slice, examples, metrics, context, dataset_sha256, at, who FROM evaluations WHERE version_id = $1"
-            " ORDER BY id DESC",
+            " ORDER BY at DESC, id", /* newest first; within one, the split before its slices */
             i64s(vb, vid));
   if (!st)
     st = QP(r, &hist,
@@ -1239,6 +1252,28 @@ sw_status sw_registry_rollout_list(sw_registry *r, const char *model, json_t **o
 }
 
 /* ---- the event log -------------------------------------------------------------------- */
+
+/* An event that is not a side effect of another write (an alert firing or resolving). */
+typedef struct {
+  const char *who, *entity, *action, *model;
+  int64_t version;
+  const json_t *detail;
+} event_ctx;
+
+static sw_status event_body(sw_registry *r, void *arg) {
+  event_ctx *c = arg;
+  json_t *d = c->detail ? json_deep_copy(c->detail) : json_object();
+  if (!d) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  return event(r, c->who, c->entity, c->action, c->model, c->version, d);
+}
+
+sw_status sw_registry_event_add(sw_registry *r, const char *who, const char *entity, const char *action, const char *model,
+                                int64_t version, const json_t *detail) {
+  if (!entity || !*entity || !action || !*action)
+    return sw_error(SW_STATUS_INVALID, "an event needs an entity and an action");
+  event_ctx c = {.who = who, .entity = entity, .action = action, .model = model, .version = version, .detail = detail};
+  return txn(r, true, event_body, &c);
+}
 
 sw_status sw_registry_change_counter(sw_registry *r, int64_t *latest) {
   json_t *rows = NULL;

@@ -309,6 +309,55 @@ static void test_same_seed_same_bytes_and_refusal(void **state) {
   sw_free(out);
 }
 
+/* --test-input: every record of the second file goes to test, none to train or val; a
+ * value outside the main input's domain is quarantined; --split may not name test. */
+static void test_test_input_is_the_test_split(void **state) {
+  (void)state;
+  char *csv = path_in("rows.csv"), *held = path_in("held.csv"), *out = path_in("with_test");
+  FILE *f = fopen(held, "w");
+  assert_non_null(f);
+  fprintf(f, "id,x,color,note,label\n");
+  for (int i = 0; i < 10; i++) fprintf(f, "%d,1.5,%s,held %d,%d\n", 1000 + i, i == 9 ? "purple" : "red", i, i % 2);
+  fclose(f);
+  sw_prep_options o = {0};
+  o.kind = "csv";
+  o.path = csv;
+  o.test_path = held;
+  o.out_dir = out;
+  o.max_z = 0; /* ids 1000+ would be far out of the training distribution */
+  o.max_quarantine_fraction = 0.05;
+  json_t *report = NULL;
+  assert_int_equal(sw_prep_run(&o, &report), SW_STATUS_OK);
+  assert_int_equal(json_integer_value(json_object_get(report, "quarantined")), 1);
+  json_decref(report);
+  sw_dataset *ds = NULL;
+  assert_int_equal(sw_dataset_open(out, &ds), SW_STATUS_OK);
+  assert_int_equal(sw_dataset_split_examples(ds, "train"), 180); /* train=0.9,val=0.1 of 200 */
+  assert_int_equal(sw_dataset_split_examples(ds, "val"), 20);
+  const char *splits[] = {"train", "val", "test"};
+  for (int s = 0; s < 3; s++) {
+    sw_reader *r = NULL;
+    sw_reader_options ro = {.seed = 1, .shuffle = false};
+    assert_int_equal(sw_reader_open(ds, splits[s], &ro, &r), SW_STATUS_OK);
+    int64_t ids[ROWS];
+    size_t n = 0;
+    read_ids(r, 16, ids, &n);
+    if (s == 2) assert_int_equal(n, 9);
+    for (size_t i = 0; i < n; i++) assert_true(s == 2 ? (ids[i] >= 1000 && ids[i] < 1009) : ids[i] < ROWS);
+    sw_reader_close(r);
+  }
+  sw_dataset_close(ds);
+
+  o.split_spec = "train=0.8,test=0.2";
+  o.overwrite = true;
+  assert_int_equal(sw_prep_run(&o, &report), SW_STATUS_INVALID);
+  assert_non_null(strstr(sw_last_error(), "--test-input gives the test split"));
+  json_decref(report);
+  sw_free(csv);
+  sw_free(held);
+  sw_free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_splits_and_types),
@@ -319,6 +368,7 @@ int main(void) {
       cmocka_unit_test(test_unsafe_names_in_manifest_refused),
       cmocka_unit_test(test_missing_dataset),
       cmocka_unit_test(test_same_seed_same_bytes_and_refusal),
+      cmocka_unit_test(test_test_input_is_the_test_split),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

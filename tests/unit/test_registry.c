@@ -390,6 +390,38 @@ static void test_rollouts(void **state) {
   sw_registry_close(r);
 }
 
+/* Events of their own (the monitor's alerts): appended with their detail, for a model
+ * or none, and listed after the writes that preceded them. */
+static void test_event_add(void **state) {
+  backend *b = *state;
+  sw_registry *r = open_reg(b);
+  reg_onnx(r, "m", "mlp.onnx");
+  int64_t before = 0, after = 0;
+  assert_int_equal(sw_registry_change_counter(r, &before), SW_STATUS_OK);
+  json_t *d = json_pack("{s:{s:s}, s:b}", "labels", "alertname", "SlipwayDataDrift", "delivered", 1);
+  assert_int_equal(sw_registry_event_add(r, "monitor", "alert", "firing", "m", 1, d), SW_STATUS_OK);
+  assert_int_equal(sw_registry_event_add(r, NULL, "alert", "resolved", NULL, 0, NULL), SW_STATUS_OK);
+  assert_int_equal(sw_registry_event_add(r, "monitor", "", "firing", "m", 1, d), SW_STATUS_INVALID);
+  assert_int_equal(sw_registry_event_add(r, "monitor", "alert", NULL, "m", 1, d), SW_STATUS_INVALID);
+  assert_int_equal(sw_registry_change_counter(r, &after), SW_STATUS_OK);
+  assert_int_equal(after, before + 2);
+  json_t *ev = NULL;
+  assert_int_equal(sw_registry_events(r, before, 0, &ev), SW_STATUS_OK);
+  assert_int_equal(json_array_size(ev), 2);
+  const json_t *e0 = json_array_get(ev, 0), *e1 = json_array_get(ev, 1);
+  assert_string_equal(json_string_value(json_object_get(e0, "entity")), "alert");
+  assert_string_equal(json_string_value(json_object_get(e0, "action")), "firing");
+  assert_string_equal(json_string_value(json_object_get(e0, "who")), "monitor");
+  assert_string_equal(json_string_value(json_object_get(e0, "model")), "m");
+  assert_int_equal(json_integer_value(json_object_get(e0, "version")), 1);
+  assert_true(json_equal(json_object_get(e0, "detail"), d));
+  assert_string_equal(json_string_value(json_object_get(e1, "action")), "resolved");
+  assert_true(json_is_null(json_object_get(e1, "model")) || !json_object_get(e1, "model"));
+  json_decref(ev);
+  json_decref(d);
+  sw_registry_close(r);
+}
+
 typedef struct {
   const backend *b;
   int64_t version;
@@ -434,6 +466,58 @@ static void test_concurrent_registration(void **state) {
   sw_registry_close(r);
 }
 
+/* The n-th allocation failing anywhere in open, register, show, lineage or verify: a
+ * clean error (never a crash), nothing leaked, and the store still whole afterwards. */
+static void test_allocation_failures(void **state) {
+  backend *b = *state;
+  sw_registry *seed = open_reg(b);
+  reg_onnx(seed, "m", "mlp.onnx");
+  sw_registry_close(seed);
+  int failures = 0;
+  for (long n = 1; n < 400; n++) {
+    long before = sw_alloc_live();
+    sw_alloc_fail_after(n);
+    sw_registry *r = NULL;
+    json_t *v = NULL, *s = NULL, *l = NULL, *rep = NULL;
+    sw_register_options o = {.name = "m", .onnx_path = onnx_file("mlp.onnx")};
+    sw_status st = sw_registry_open(b->url, b->home, &r);
+    if (!st) st = sw_registry_register(r, &o, &v);
+    if (!st) st = sw_registry_show(r, "m:1", &s);
+    if (!st) st = sw_registry_lineage(r, "m@none", &l) == SW_STATUS_NOT_FOUND ? SW_STATUS_OK : SW_STATUS_NOMEM;
+    if (!st) st = sw_registry_verify(r, &rep);
+    json_t *ev = json_pack("{s:s, s:i, s:{s:f}, s:{s:{s:i, s:{s:f}}}}", "split", "test", "examples", 3, "metrics", "accuracy", 0.5,
+                           "slices", "k=v", "examples", 1, "metrics", "accuracy", 1.0);
+    json_t *spec = json_pack("{s:s, s:i, s:s}", "model", "m", "challenger", 1, "mode", "canary");
+    int64_t id = 0;
+    if (!st) st = sw_registry_alias_set(r, "m", n % 2 ? "production" : "staging", 1 + n % 2, "t", "why");
+    if (!st) st = sw_registry_evaluation_add(r, "m", 1, ev, "manual", "t");
+    if (!st) st = sw_registry_rollout_create(r, spec, "t", &id);
+    if (!st) st = sw_registry_rollout_update(r, id, ev, "t") == SW_STATUS_INVALID ? SW_STATUS_OK : SW_STATUS_NOMEM;
+    json_decref(ev);
+    json_decref(spec);
+    sw_alloc_fail_after(0);
+    if (st) {
+      if (st != SW_STATUS_NOMEM) fprintf(stderr, "allocation %ld: %s: %s\n", n, sw_status_name(st), sw_last_error());
+      assert_int_equal(st, SW_STATUS_NOMEM);
+      failures++;
+    }
+    json_decref(v);
+    json_decref(s);
+    json_decref(l);
+    json_decref(rep);
+    sw_registry_close(r);
+    assert_int_equal(sw_alloc_live(), before);
+    if (!st) break; /* every allocation on the path has failed once */
+  }
+  assert_true(failures > 10);
+  sw_registry *r = open_reg(b);
+  json_t *rep = NULL;
+  assert_int_equal(sw_registry_verify(r, &rep), SW_STATUS_OK);
+  assert_int_equal(json_array_size(json_object_get(rep, "problems")), 0);
+  json_decref(rep);
+  sw_registry_close(r);
+}
+
 static void test_bad_urls(void **state) {
   (void)state;
   sw_registry *r = NULL;
@@ -458,7 +542,9 @@ int main(void) {
       BOTH(test_aliases_history_states),
       BOTH(test_evaluations_and_promotion_record),
       BOTH(test_rollouts),
+      BOTH(test_event_add),
       BOTH(test_concurrent_registration),
+      BOTH(test_allocation_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
