@@ -28,6 +28,8 @@ typedef struct {
   float alpha, beta;
   const float *a, *b;
   float *c;
+  const float *bias_row; /* optional: C's rows start as this row of n values */
+  bool relu;             /* optional: C = relu(C) after */
 } gemm_job;
 
 /* Block i of C's rows (or columns), on 16-aligned boundaries so every block but the
@@ -40,33 +42,58 @@ static void gemm_block(const gemm_job *jb, int64_t i, int64_t *lo, int64_t *hi) 
   if (*hi > len) *hi = len;
 }
 
+/* C's block rows [r0, r1) x columns [c0, c1): the bias row before the sgemm, or the
+ * Relu after it, while the block is in cache. */
+static void block_fill(const gemm_job *jb, int64_t r0, int64_t r1, int64_t c0, int64_t c1, bool relu) {
+  for (int64_t r = r0; r < r1; r++) {
+    float *row = jb->c + r * jb->ldc;
+    if (relu)
+      for (int64_t j = c0; j < c1; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+    else
+      for (int64_t j = c0; j < c1; j++) row[j] = jb->bias_row[j];
+  }
+}
+
 static void gemm_range(void *ctx, size_t begin, size_t end) {
   const gemm_job *jb = ctx;
   for (size_t i = begin; i < end; i++) {
     int64_t lo, hi;
     gemm_block(jb, (int64_t)i, &lo, &hi);
     if (lo >= hi) continue;
+    int64_t r0 = jb->by_rows ? lo : 0, r1 = jb->by_rows ? hi : jb->m;
+    int64_t c0 = jb->by_rows ? 0 : lo, c1 = jb->by_rows ? jb->n : hi;
+    if (jb->bias_row) block_fill(jb, r0, r1, c0, c1, false);
     if (jb->by_rows) /* rows lo..hi of op(A) and of C */
       sw__gemm_serial(jb->ta, jb->tb, hi - lo, jb->n, jb->k, jb->alpha, jb->ta ? jb->a + lo : jb->a + lo * jb->lda,
                       jb->lda, jb->b, jb->ldb, jb->beta, jb->c + lo * jb->ldc, jb->ldc);
     else /* columns lo..hi of op(B) and of C */
       sw__gemm_serial(jb->ta, jb->tb, jb->m, hi - lo, jb->k, jb->alpha, jb->a, jb->lda,
                       jb->tb ? jb->b + lo * jb->ldb : jb->b + lo, jb->ldb, jb->beta, jb->c + lo, jb->ldc);
+    if (jb->relu) block_fill(jb, r0, r1, c0, c1, true);
   }
 }
 
 /* Below this many multiply-adds an sgemm runs on one thread. */
 #define GEMM_PARALLEL_MIN (1 << 18)
 
+/* sw__gemm with C's rows starting as bias_row (NULL: C as it is) and a Relu after
+ * (relu), each done per block on the thread that computes it. */
+static void gemm_fused(sw_graph *g, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
+                       const float *bias_row, bool relu) {
+  int threads = g && g->pool ? g->threads : 1;
+  bool serial = threads == 1 || m * n * k < GEMM_PARALLEL_MIN || (m < 32 && n < 32);
+  gemm_job jb = {trans_a, trans_b, m >= n, m, n, k, lda, ldb, ldc, serial ? 1 : threads, alpha, beta, a, b, c,
+                 bias_row, relu};
+  if (serial)
+    gemm_range(&jb, 0, 1);
+  else
+    sw_threadpool_for(g->pool, (size_t)threads, 0, gemm_range, &jb);
+}
+
 void sw__gemm(sw_graph *g, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
               int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-  int threads = g && g->pool ? g->threads : 1;
-  if (threads == 1 || m * n * k < GEMM_PARALLEL_MIN || (m < 32 && n < 32)) {
-    sw__gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return;
-  }
-  gemm_job jb = {trans_a, trans_b, m >= n, m, n, k, lda, ldb, ldc, threads, alpha, beta, a, b, c};
-  sw_threadpool_for(g->pool, (size_t)threads, 0, gemm_range, &jb);
+  gemm_fused(g, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, false);
 }
 
 sw_status sw__cpu_fwd_MATMUL(sw_graph *g, sw__node *node) {
@@ -144,21 +171,22 @@ sw_status sw__cpu_fwd_GEMM(sw_graph *g, sw__node *node) {
   int64_t m = node->shape[0], n = node->shape[1];
   int64_t k = at->trans_a ? a->shape[0] : a->shape[1];
   float beta = 0.0f;
+  const float *bias_row = NULL;
   if (c) {
     /* Y = beta * broadcast(C), then sgemm adds alpha * A B */
-    float *y = F32(node);
-    int64_t out[2] = {m, n};
     if (sw__elements(c->rank, c->shape) == n && (c->rank == 1 || c->shape[0] == 1)) {
-      for (int64_t i = 0; i < m; i++) memcpy(y + i * n, F32(c), (size_t)n * sizeof *y); /* a bias row */
+      bias_row = F32(c); /* a bias row: written per block by the thread that computes it */
     } else {
+      float *y = F32(node);
+      int64_t out[2] = {m, n};
       broadcast_walk w;
       walk_init(&w, c, NULL, 2, out);
       for (int64_t i = 0; i < m * n; i++, walk_next(&w)) y[i] = F32(c)[w.oa];
     }
     beta = at->beta;
   }
-  sw__gemm(g, at->trans_a, at->trans_b, m, n, k, at->alpha, F32(a), a->shape[1], F32(b), b->shape[1], beta,
-           F32(node), n);
+  gemm_fused(g, at->trans_a, at->trans_b, m, n, k, at->alpha, F32(a), a->shape[1], F32(b), b->shape[1], beta,
+             F32(node), n, bias_row, node->fused_relu);
   return SW_STATUS_OK;
 }
 

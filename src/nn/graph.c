@@ -178,10 +178,10 @@ static sw_status infer_all(sw_graph *g) {
  * - Flatten and Reshape only relabel the shape of contiguous data, so they view their
  *   input's data (their forward does nothing) and, when they are its only reader, its
  *   gradient too (their backward does nothing either);
- * - a Relu that is the only reader of a Conv is applied by the Conv as it writes its
- *   output, and views that output: the Conv's value is then the Relu's, which changes
- *   nothing for the Relu's backward (x > 0 exactly where relu(x) > 0) and nothing for
- *   the Conv's (it reads its input and weights, never its output);
+ * - a Relu that is the only reader of a Conv or a Gemm is applied by that node as it
+ *   writes its output, and views that output: the node's value is then the Relu's,
+ *   which changes nothing for the Relu's backward (x > 0 exactly where relu(x) > 0) and
+ *   nothing for the node's (it reads its inputs, never its output);
  * - a 2x2, stride-2 MaxPool that is the only reader of such a Relu is computed by the
  *   Conv too outside training (max commutes with the bias and the Relu, both monotone),
  *   from the sgemm's output while it is in cache; the Conv's own value is then not
@@ -202,8 +202,8 @@ static sw_status plan_sharing(sw_graph *g) {
       nd->data_of = x->data_of >= 0 ? x->data_of : xi;
       nd->fwd_noop = true;
       if (nd->needs_grad && x->needs_grad && readers[xi] == 1 && !x->is_output) nd->grad_shared = nd->bwd_noop = true;
-    } else if (nd->op == SW_OP_RELU && x->op == SW_OP_CONV && x->dtype == SW_DTYPE_F32 && readers[xi] == 1 &&
-               !x->is_output && x->data_of < 0) {
+    } else if (nd->op == SW_OP_RELU && (x->op == SW_OP_CONV || x->op == SW_OP_GEMM) && x->dtype == SW_DTYPE_F32 &&
+               readers[xi] == 1 && !x->is_output && x->data_of < 0) {
       x->fused_relu = true;
       nd->data_of = xi;
       nd->fwd_noop = true;

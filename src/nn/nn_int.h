@@ -29,7 +29,7 @@ typedef struct sw__node {
   /* Planned at alloc (graph.c plan_aliases): memory one node borrows from another. */
   sw_node data_of;               /* -1, or the node whose data this one's data is */
   bool grad_shared;              /* grad is data_of's grad (a copy op, sole consumer) */
-  bool fused_relu;               /* this Conv applies the Relu that reads it, in place */
+  bool fused_relu;               /* this Conv or Gemm applies the Relu that reads it, in place */
   sw_node pool_into;             /* -1, or the 2x2 MaxPool this Conv computes outside training */
   bool pool_fused;               /* this MaxPool is computed by its Conv outside training */
   bool fwd_noop, bwd_noop;       /* the kernel has nothing left to do */
