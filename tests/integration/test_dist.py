@@ -194,22 +194,26 @@ def test_stop_then_resume_same_or_other_rank_count(slipway, data, single, np2, t
     assert rel_diff(single, out) < 1e-5
 
 
+STEPS_BACKUP = 150
+
+
 def test_backup_workers_drop_the_slow_rank(slipway, data, tmp_path):
     ds, model = data
     out = tmp_path / "backup"
-    r = mpirun(4, slipway, "train", "--model", model, "--data", ds, "--out", out, "--steps", "60",
+    r = mpirun(4, slipway, "train", "--model", model, "--data", ds, "--out", out, "--steps", str(STEPS_BACKUP),
                "--backup-workers", "1", "--debug-slow-rank", "2", "--debug-slow-ms", "30", "--log-every", "20")
     assert r.returncode == 0, describe(r)
     dist = run_json(out)["dist"]
     kept, dropped = dist["kept_per_rank"], dist["dropped_per_rank"]
-    assert dist["backup_workers"] == 1 and kept[0] == 60
+    assert dist["backup_workers"] == 1 and kept[0] == STEPS_BACKUP
     # the slowed rank: every gradient late (its 30 ms against a step of a few), so
-    # dropped; the others (nearly) all kept
-    assert dropped[2] >= 2 and kept[2] <= 1, dist
+    # dropped; the others (nearly) all kept. How many it sends at all depends on the
+    # machine's speed (it skips ahead to the step being collected): at least one.
+    assert dropped[2] >= 1 and kept[2] <= 1, dist
     assert dropped[2] > max(dropped[1], dropped[3]), dist
-    assert kept[1] + kept[3] >= 2 * 60 - 10, dist
+    assert kept[1] + kept[3] >= 2 * STEPS_BACKUP - 10, dist
     # each step kept N-B = 3 gradients
-    assert sum(kept) == 3 * 60
+    assert sum(kept) == 3 * STEPS_BACKUP
     rank2 = [m for m in metrics(out) if m["split"] == "rank" and m["rank"] == 2]
     # the lines count all but the gradient drained at the end (run.json counts that too)
     assert dropped[2] - 1 <= sum(m["dropped"] for m in rank2) <= dropped[2]
