@@ -134,6 +134,42 @@ static void slice_key(const sw_dataset *ds, const char *feature, const sw_batch_
   else snprintf(buf, n, "%s=%lld", feature, (long long)v);
 }
 
+/* One evaluated batch into the overall accumulator and, with a slice feature, into the
+ * accumulator of each example's slice. The same for run dirs and ONNX files. */
+static sw_status add_batch(evaluation *e, const sw_dataset *ds, const char *slice_name, const sw_batch *b,
+                           const float *out, const void *label) {
+  const sw_batch_tensor *slice = NULL;
+  if (slice_name) {
+    slice = sw_batch_find(b, slice_name);
+    int64_t per = 1;
+    for (int d = 1; slice && d < slice->rank; d++) per *= slice->shape[d];
+    if (!slice || per != 1)
+      return sw_error(SW_STATUS_INVALID,
+                      "--slice %s: the dataset has no single-valued numeric or categorical feature of that name",
+                      slice_name);
+  }
+  sw_status st = SW_STATUS_OK;
+  for (size_t i = 0; i < b->n && !st; i++) {
+    st = acc_add(e, &e->acc[0], out, label, i);
+    if (slice && !st) {
+      char key[256];
+      slice_key(ds, slice_name, slice, i, key, sizeof key);
+      accumulator *a = slice_acc(e, key);
+      st = a ? acc_add(e, a, out, label, i) : sw_error(SW_STATUS_NOMEM, "out of memory");
+    }
+  }
+  return st;
+}
+
+/* The `eval --json` object of a finished evaluation (caller owns; NULL on no memory). */
+static json_t *results(const sw_eval_options *opt, const sw_dataset *ds, const char *split, const evaluation *e,
+                       const sw_feature_spec *lf) {
+  json_t *res = json_pack("{s:s, s:s, s:s, s:I}", "model", opt->model_ref, "dataset", sw_dataset_sha256(ds), "split",
+                          split, "examples", (json_int_t)e->acc[0].count);
+  if (res) add_results(res, e, lf, opt->slice != NULL);
+  return res;
+}
+
 static sw_status load_run(const char *ref, json_t **run, sw_model_spec **spec) {
   char *path = sw_path_join(ref, "run.json");
   if (!path) return sw_error(SW_STATUS_NOMEM, "out of memory");
@@ -174,7 +210,7 @@ sw_status sw_eval_run(const sw_eval_options *opt, json_t **result) {
   *result = NULL;
   if (sw_model_ref_is_registry(opt->model_ref)) return eval_registry(opt, result);
   if (is_onnx(opt->model_ref)) return eval_onnx(opt, NULL, 0, result);
-  json_t *run = NULL, *res = NULL;
+  json_t *run = NULL;
   sw_model_spec *spec = NULL;
   sw_dataset *ds = NULL;
   sw_model *m = NULL;
@@ -218,41 +254,16 @@ sw_status sw_eval_run(const sw_eval_options *opt, json_t **result) {
     st = sw_model_feed(m, spec, b);
     if (!st) st = sw_graph_forward(m->g);
     if (st) break;
-    const sw_batch_tensor *slice = NULL;
-    if (opt->slice) {
-      slice = sw_batch_find(b, opt->slice);
-      int64_t per = 1;
-      for (int d = 1; slice && d < slice->rank; d++) per *= slice->shape[d];
-      if (!slice || per != 1) {
-        st = sw_error(SW_STATUS_INVALID, "--slice %s: the dataset has no single-valued numeric or categorical feature of that name",
-                      opt->slice);
-        break;
-      }
-    }
-    const float *out = sw_graph_data(m->g, m->output);
-    const void *label = sw_graph_data(m->g, m->label);
-    for (size_t i = 0; i < b->n && !st; i++) {
-      st = acc_add(&e, &e.acc[0], out, label, i);
-      if (slice && !st) {
-        char key[256];
-        slice_key(ds, opt->slice, slice, i, key, sizeof key);
-        accumulator *a = slice_acc(&e, key);
-        st = a ? acc_add(&e, a, out, label, i) : sw_error(SW_STATUS_NOMEM, "out of memory");
-      }
-    }
+    st = add_batch(&e, ds, opt->slice, b, sw_graph_data(m->g, m->output), sw_graph_data(m->g, m->label));
   }
   if (st == SW_STATUS_EOF) st = SW_STATUS_OK;
   if (st) goto out;
-  res = json_pack("{s:s, s:s, s:s, s:I}", "model", opt->model_ref, "dataset", sw_dataset_sha256(ds), "split", split,
-                  "examples", (json_int_t)e.acc[0].count);
-  add_results(res, &e, sw_schema_find(sw_dataset_schema(ds), spec->label), opt->slice != NULL);
-  *result = res;
-  res = NULL;
+  *result = results(opt, ds, split, &e, sw_schema_find(sw_dataset_schema(ds), spec->label));
+  if (!*result) st = sw_error(SW_STATUS_NOMEM, "out of memory");
 out:
   for (size_t i = 0; i < e.n_acc; i++) acc_free(&e.acc[i]);
   sw_free(e.acc);
   sw_free(weights);
-  json_decref(res);
   sw_reader_close(r);
   sw_model_free(m);
   sw_dataset_close(ds);
@@ -361,7 +372,7 @@ static sw_status eval_onnx(const sw_eval_options *opt, const uint8_t *bytes, siz
   sw_graph *g = NULL;
   sw_node *outputs = NULL, inputs[16];
   size_t n_out = 0, n_in = 0;
-  json_t *meta = NULL, *hold = NULL, *res = NULL;
+  json_t *meta = NULL, *hold = NULL;
   sw_dataset *ds = NULL;
   sw_reader *r = NULL;
   evaluation e = {0};
@@ -429,40 +440,17 @@ static sw_status eval_onnx(const sw_eval_options *opt, const uint8_t *bytes, siz
       if (e.loss == SW_LOSS_SOFTMAX_CE) ((int64_t *)label)[i] = (int64_t)y;
       else ((float *)label)[i] = (float)y;
     }
-    const sw_batch_tensor *slice = NULL;
-    if (opt->slice) {
-      slice = sw_batch_find(b, opt->slice);
-      int64_t per = 1;
-      for (int d = 1; slice && d < slice->rank; d++) per *= slice->shape[d];
-      if (!slice || per != 1) {
-        st = sw_error(SW_STATUS_INVALID, "--slice %s: the dataset has no single-valued numeric or categorical feature of that name",
-                      opt->slice);
-        break;
-      }
-    }
-    for (size_t i = 0; i < b->n && !st; i++) {
-      st = acc_add(&e, &e.acc[0], out, label, i);
-      if (slice && !st) {
-        char key[256];
-        slice_key(ds, opt->slice, slice, i, key, sizeof key);
-        accumulator *a = slice_acc(&e, key);
-        st = a ? acc_add(&e, a, out, label, i) : sw_error(SW_STATUS_NOMEM, "out of memory");
-      }
-    }
+    st = add_batch(&e, ds, opt->slice, b, out, label);
   }
   if (st == SW_STATUS_EOF) st = SW_STATUS_OK;
   if (st) goto out;
-  res = json_pack("{s:s, s:s, s:s, s:I}", "model", opt->model_ref, "dataset", sw_dataset_sha256(ds), "split", split,
-                  "examples", (json_int_t)e.acc[0].count);
-  add_results(res, &e, lf, opt->slice != NULL);
-  *result = res;
-  res = NULL;
+  *result = results(opt, ds, split, &e, lf);
+  if (!*result) st = sw_error(SW_STATUS_NOMEM, "out of memory");
 out:
   for (size_t i = 0; i < e.n_acc; i++) acc_free(&e.acc[i]);
   sw_free(e.acc);
   sw_free(out);
   sw_free(label);
-  json_decref(res);
   json_decref(hold);
   json_decref(meta);
   sw_reader_close(r);

@@ -99,6 +99,24 @@ def test_eval_json(slipway, dataset, mlp_run):
     assert slices["label=Trouser"]["metrics"]["accuracy"] == pytest.approx(res["per_class"][1]["recall"])
 
 
+def test_eval_slices_same_for_run_and_onnx(slipway, dataset, mlp_run):
+    """The run dir and its model.onnx go through one accumulation: the same slices, and
+    the same refusal of a slice feature the dataset lacks."""
+    out, _ = mlp_run
+    res = {}
+    for ref in (out, out / "model.onnx"):
+        r = run(slipway, "eval", "--model", ref, "--data", dataset, "--json", "--slice", "label")
+        assert r.returncode == 0, r.stderr
+        res[ref] = json.loads(r.stdout)
+        bad = run(slipway, "eval", "--model", ref, "--data", dataset, "--slice", "colour")
+        assert bad.returncode != 0 and "--slice colour" in bad.stderr, bad.stderr
+    a, b = res[out]["slices"], res[out / "model.onnx"]["slices"]
+    assert set(a) == set(b) and len(a) == 10
+    for key in a:
+        assert a[key]["examples"] == b[key]["examples"]
+        assert a[key]["metrics"]["accuracy"] == pytest.approx(b[key]["metrics"]["accuracy"], abs=1e-3)
+
+
 def test_eval_refuses_tampered_weights_and_bad_refs(slipway, dataset, mlp_run, tmp_path):
     out, _ = mlp_run
     bad = tmp_path / "tampered"
