@@ -157,6 +157,15 @@ sw_status sw_registry_rollout_create(sw_registry *reg, const json_t *spec, const
 /* Changes any of "state", "weight", "step", "policy", "decisions" (other keys are an
  * error). */
 sw_status sw_registry_rollout_update(sw_registry *reg, int64_t id, const json_t *fields, const char *who);
+/* Appends one decision ({"at", "step", "weight", "action", "reason", "evidence", ...}) to
+ * a rollout's "decisions" and sets fields ("state", "weight", "step"; may be NULL) in one
+ * transaction, with one event whose action is the decision's ("advance", "rollback",
+ * "snapshot", ...) and whose detail is small ({"rollout", "step", "weight", "reason"}), so
+ * the event log does not grow with the evidence. When more than max_snapshots decisions
+ * are "snapshot" entries, every second one of the older half is dropped (the history
+ * stays, coarser); other decisions are never dropped. NOT_FOUND for no such rollout. */
+sw_status sw_registry_rollout_append(sw_registry *reg, int64_t id, const json_t *decision, const json_t *fields,
+                                     size_t max_snapshots, const char *who);
 /* {"id", "model", "incumbent", "challenger", "mode", "state", "weight", "step", "policy",
  * "decisions", "created_at", "updated_at"}; caller owns. */
 sw_status sw_registry_rollout_get(sw_registry *reg, int64_t id, json_t **out);

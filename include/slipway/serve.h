@@ -190,7 +190,23 @@ typedef struct {
   double feedback_ttl_s;     /* and for how long (default 3600) */
   const char **only;         /* --model NAME[:V|@ALIAS]; NULL/0: every model */
   size_t n_only;
+  /* rollouts (docs/ROLLOUT.md): they need the registry the catalog reads */
+  bool registry_catalog;     /* the catalog is the registry at registry_url / registry_home */
+  const char *registry_url;  /* NULL: the default, as sw_registry_open takes it */
+  const char *registry_home;
+  /* test-only fault injection (--debug-delay, --debug-fail): never in production */
+  const struct sw_serve_fault *faults;
+  size_t n_faults;
 } sw_serve_config;
+
+/* A fault to inject into one version's answers (tests only): delay_ms more before each
+ * answer; fail_fraction of its inference requests answered 500. */
+typedef struct sw_serve_fault {
+  const char *model;
+  int64_t version;
+  double delay_ms;
+  double fail_fraction;
+} sw_serve_fault;
 
 void sw_serve_config_default(sw_serve_config *c);
 

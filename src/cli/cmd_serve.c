@@ -54,7 +54,11 @@ static void help(void) {
       "  --feedback-capacity N   request ids kept for feedback (default 100000)\n"
       "  --admin-token-file F    the bearer token of /admin/... (default: a random one,\n"
       "                          written to HOME/admin.token with mode 0600, HOME being\n"
-      "                          --home, else $SLIPWAY_HOME, else ./.slipway)\n");
+      "                          --home, else $SLIPWAY_HOME, else ./.slipway)\n"
+      "\n"
+      "fault injection, for tests only (docs/ROLLOUT.md; never in production):\n"
+      "  --debug-delay NAME:V=MS      answers of that version wait MS milliseconds more\n"
+      "  --debug-fail NAME:V=FRACTION that share of its inference requests answer 500\n");
 }
 
 static sw_status read_token(const char *path, char **out) {
@@ -102,6 +106,32 @@ static sw_status make_token(const char *home, char **out) {
   return SW_STATUS_OK;
 }
 
+#define SW_FAULT_NAME_MAX 129
+
+/* NAME:V=X into f (the name copied into name): --debug-delay X in ms, --debug-fail a share. */
+static bool parse_fault(const char *arg, bool delay, sw_serve_fault *f, char name[SW_FAULT_NAME_MAX]) {
+  const char *colon = strchr(arg, ':'), *eq = colon ? strchr(colon, '=') : NULL;
+  if (!colon || !eq || colon == arg || (size_t)(colon - arg) >= SW_FAULT_NAME_MAX) return false;
+  memcpy(name, arg, (size_t)(colon - arg));
+  name[colon - arg] = '\0';
+  if (!sw_serve_name_valid(name, strlen(name))) return false;
+  char ver[32];
+  size_t vl = (size_t)(eq - colon - 1);
+  if (vl == 0 || vl >= sizeof ver) return false;
+  memcpy(ver, colon + 1, vl);
+  ver[vl] = '\0';
+  long long v;
+  double x;
+  if (!sw_cli_parse_int(ver, 1, INT64_MAX, &v)) return false;
+  if (!sw_cli_parse_double(eq + 1, 0, delay ? 60000 : 1, &x)) return false;
+  memset(f, 0, sizeof *f);
+  f->model = name;
+  f->version = v;
+  if (delay) f->delay_ms = x;
+  else f->fail_fraction = x;
+  return true;
+}
+
 int sw_cmd_serve(int argc, char **argv) {
   enum {
     OPT_MODEL_FILE = 256,
@@ -121,6 +151,8 @@ int sw_cmd_serve(int argc, char **argv) {
     OPT_DRAIN,
     OPT_FEEDBACK,
     OPT_TOKEN_FILE,
+    OPT_DEBUG_DELAY,
+    OPT_DEBUG_FAIL,
     OPT_HELP
   };
   static const struct option longopts[] = {{"model-file", required_argument, 0, OPT_MODEL_FILE},
@@ -140,12 +172,17 @@ int sw_cmd_serve(int argc, char **argv) {
                                            {"drain-timeout", required_argument, 0, OPT_DRAIN},
                                            {"feedback-capacity", required_argument, 0, OPT_FEEDBACK},
                                            {"admin-token-file", required_argument, 0, OPT_TOKEN_FILE},
+                                           {"debug-delay", required_argument, 0, OPT_DEBUG_DELAY},
+                                           {"debug-fail", required_argument, 0, OPT_DEBUG_FAIL},
                                            {"help", no_argument, 0, OPT_HELP},
                                            {0, 0, 0, 0}};
   sw_serve_config cfg;
   sw_serve_config_default(&cfg);
   const char *files[MAX_REPEAT], *labels[MAX_REPEAT], *only[MAX_REPEAT];
   size_t n_files = 0, n_labels = 0, n_only = 0;
+  sw_serve_fault faults[MAX_REPEAT];
+  char fault_names[MAX_REPEAT][SW_FAULT_NAME_MAX];
+  size_t n_faults = 0;
   const char *token_file = NULL, *registry = NULL, *home = NULL;
   double drain_s = 30;
   long long n;
@@ -216,6 +253,17 @@ int sw_cmd_serve(int argc, char **argv) {
         cfg.feedback_capacity = (size_t)n;
         break;
       case OPT_TOKEN_FILE: token_file = optarg; break;
+      case OPT_DEBUG_DELAY:
+      case OPT_DEBUG_FAIL: {
+        bool delay = c == OPT_DEBUG_DELAY;
+        const char *flag = delay ? "--debug-delay" : "--debug-fail";
+        if (n_faults == MAX_REPEAT) return sw_cli_usage_error("serve", "at most %d %s", MAX_REPEAT, flag);
+        if (!parse_fault(optarg, delay, &faults[n_faults], fault_names[n_faults]))
+          return sw_cli_usage_error("serve", "%s '%s': give NAME:VERSION=%s", flag, optarg,
+                                    delay ? "MILLISECONDS (0 to 60000)" : "FRACTION (0 to 1)");
+        n_faults++;
+        break;
+      }
       case OPT_HELP: help(); return SW_EXIT_OK;
       default: return sw_cli_usage_error("serve", "unknown or incomplete flag '%s'", argv[optind - 1]);
     }
@@ -225,6 +273,14 @@ int sw_cmd_serve(int argc, char **argv) {
   if (n_labels && !n_files) return sw_cli_usage_error("serve", "--label goes with --model-file (the registry has aliases)");
   cfg.only = only;
   cfg.n_only = n_only;
+  cfg.faults = faults;
+  cfg.n_faults = n_faults;
+  if (n_faults) SW_WARN("serve: fault injection is on (--debug-delay/--debug-fail): for tests only");
+  if (!n_files) {
+    cfg.registry_catalog = true;
+    cfg.registry_url = registry;
+    cfg.registry_home = home;
+  }
 
   sw_catalog cat = {0};
   sw_server *server = NULL;

@@ -1228,6 +1228,95 @@ sw_status sw_registry_rollout_update(sw_registry *r, int64_t id, const json_t *f
   return txn(r, true, rollout_update_body, &c);
 }
 
+typedef struct {
+  int64_t id;
+  const json_t *decision, *fields;
+  size_t max_snapshots;
+  const char *who;
+} rollout_append_ctx;
+
+static bool is_snapshot(const json_t *d) {
+  const char *a = json_string_value(json_object_get(d, "action"));
+  return a && !strcmp(a, "snapshot");
+}
+
+/* Drops every second snapshot of the older half when there are more than max. */
+static void thin_snapshots(json_t *decisions, size_t max) {
+  size_t n_snap = 0;
+  for (size_t i = 0; i < json_array_size(decisions); i++) n_snap += is_snapshot(json_array_get(decisions, i));
+  if (n_snap <= max) return;
+  size_t seen = 0;
+  for (size_t i = 0; i < json_array_size(decisions) && seen < n_snap / 2;) {
+    if (!is_snapshot(json_array_get(decisions, i))) {
+      i++;
+      continue;
+    }
+    if (seen++ % 2 == 1) json_array_remove(decisions, i);
+    else i++;
+  }
+}
+
+static sw_status rollout_append_body(sw_registry *r, void *arg) {
+  rollout_append_ctx *c = arg;
+  json_t *rows = NULL, *decisions = NULL;
+  char id[24], now[32], buf[40];
+  now_iso(now);
+  i64s(id, c->id);
+  sw_status st = QP(r, &rows,
+                    "SELECT m.name, ro.challenger, ro.decisions FROM rollouts ro JOIN models m ON m.id = ro.model_id"
+                    " WHERE ro.id = $1",
+                    id);
+  if (!st && json_array_size(rows) == 0) st = sw_error(SW_STATUS_NOT_FOUND, "no rollout %lld", (long long)c->id);
+  if (!st) {
+    decisions = jparse(cell(rows, 0, 2));
+    if (!json_is_array(decisions)) {
+      json_decref(decisions);
+      decisions = json_array();
+    }
+    if (!decisions || json_array_append(decisions, (json_t *)c->decision)) st = sw_error(SW_STATUS_NOMEM, "out of memory");
+  }
+  if (!st && c->max_snapshots) thin_snapshots(decisions, c->max_snapshots);
+  if (!st) {
+    char *text = jdump(decisions);
+    st = text ? QP(r, NULL, "UPDATE rollouts SET decisions = $2, updated_at = $3 WHERE id = $1", id, text, now)
+              : sw_error(SW_STATUS_NOMEM, "out of memory");
+    free(text);
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)c->fields, key, v) {
+    if (st) break;
+    const char *val = !strcmp(key, "state") ? json_string_value(v) : num_text(v, buf);
+    char *sql = sw_asprintf("UPDATE rollouts SET %s = $2 WHERE id = $1", key);
+    st = sql ? QP(r, NULL, sql, id, val) : sw_error(SW_STATUS_NOMEM, "out of memory");
+    sw_free(sql);
+  }
+  if (!st) {
+    const json_t *d = c->decision;
+    st = event(r, c->who, "rollout", json_string_value(json_object_get(d, "action")), cell(rows, 0, 0), cell_i64(rows, 0, 1),
+               json_pack("{s:I, s:O?, s:O?, s:O?}", "rollout", (json_int_t)c->id, "step", json_object_get(d, "step"), "weight",
+                         json_object_get(d, "weight"), "reason", json_object_get(d, "reason")));
+  }
+  json_decref(decisions);
+  json_decref(rows);
+  return st;
+}
+
+sw_status sw_registry_rollout_append(sw_registry *r, int64_t id, const json_t *decision, const json_t *fields,
+                                     size_t max_snapshots, const char *who) {
+  if (!json_is_object(decision) || !json_is_string(json_object_get(decision, "action")))
+    return sw_error(SW_STATUS_INVALID, "a rollout decision is an object with an \"action\"");
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)fields, key, v) {
+    bool ok = (!strcmp(key, "state") && json_is_string(v)) || (!strcmp(key, "weight") && json_is_number(v)) ||
+              (!strcmp(key, "step") && json_is_integer(v));
+    if (!ok) return sw_error(SW_STATUS_INVALID, "rollout field '%s' cannot be set with a decision (state, weight, step)", key);
+  }
+  rollout_append_ctx c = {.id = id, .decision = decision, .fields = fields, .max_snapshots = max_snapshots, .who = who};
+  return txn(r, true, rollout_append_body, &c);
+}
+
 static sw_status rollout_list_body(sw_registry *r, void *arg) {
   rollout_ctx *c = arg;
   json_decref(c->result);

@@ -20,13 +20,18 @@ typedef struct {
   int64_t hnext; /* the next slot in its hash chain, -1 at the end */
   double pred_one; /* pred and joined of one-row requests (most): no allocation */
   bool joined_one;
+  sw__arm arm;     /* the rollout arm that answered (epoch 0: none) */
+  double *spred;   /* shadow: the mirrored challenger's predictions (rows), NULL until in */
+  double spred_one;
 } entry;
 
 static void entry_release(entry *e) {
   if (e->pred != &e->pred_one) sw_free(e->pred);
   if (e->joined != &e->joined_one) sw_free(e->joined);
+  if (e->spred != &e->spred_one) sw_free(e->spred);
   e->pred = NULL;
   e->joined = NULL;
+  e->spred = NULL;
 }
 
 struct sw__feedback {
@@ -38,6 +43,8 @@ struct sw__feedback {
   double ttl;
   uint32_t nonce;
   atomic_uint_fast64_t counter;
+  sw__label_hook hook;
+  void *hook_ctx;
 };
 
 static uint64_t hash(const char *s) {
@@ -89,8 +96,20 @@ static void unlink_slot(sw__feedback *f, size_t slot) {
   if (*p >= 0) *p = f->ring[slot].hnext;
 }
 
+void sw__feedback_set_hook(sw__feedback *f, sw__label_hook hook, void *ctx) {
+  pthread_mutex_lock(&f->mu);
+  f->hook = hook;
+  f->hook_ctx = ctx;
+  pthread_mutex_unlock(&f->mu);
+}
+
 void sw__feedback_record(sw__feedback *f, const char *id, sw__vstats *stats, const double *pred, int64_t rows,
                          bool regression) {
+  sw__feedback_record_arm(f, id, stats, pred, rows, regression, NULL);
+}
+
+void sw__feedback_record_arm(sw__feedback *f, const char *id, sw__vstats *stats, const double *pred, int64_t rows,
+                             bool regression, const sw__arm *arm) {
   if (!stats || rows <= 0 || strlen(id) >= ID_MAX) return;
   double *p = NULL;
   bool *j = NULL;
@@ -123,10 +142,38 @@ void sw__feedback_record(sw__feedback *f, const char *id, sw__vstats *stats, con
   e->rows = rows;
   e->regression = regression;
   e->at = sw_now();
+  if (arm) e->arm = *arm;
+  else memset(&e->arm, 0, sizeof e->arm);
   int64_t *head = &f->heads[hash(e->id) & (f->n_heads - 1)];
   e->hnext = *head;
   *head = (int64_t)slot;
   pthread_mutex_unlock(&f->mu);
+}
+
+/* Under f->mu: the live entry of id, or NULL. */
+static entry *lookup(sw__feedback *f, const char *id) {
+  int64_t s = f->heads[hash(id) & (f->n_heads - 1)];
+  while (s >= 0 && strcmp(f->ring[s].id, id)) s = f->ring[s].hnext;
+  return s >= 0 ? &f->ring[s] : NULL;
+}
+
+void sw__feedback_attach_shadow(sw__feedback *f, const char *id, const double *pred, int64_t rows) {
+  double *p = NULL;
+  if (rows > 1 && !(p = sw_malloc((size_t)rows * sizeof *p))) return;
+  pthread_mutex_lock(&f->mu);
+  entry *e = lookup(f, id);
+  if (e && e->rows == rows && !e->spred) {
+    if (rows == 1) {
+      e->spred_one = pred[0];
+      e->spred = &e->spred_one;
+    } else {
+      memcpy(p, pred, (size_t)rows * sizeof *p);
+      e->spred = p;
+      p = NULL;
+    }
+  }
+  pthread_mutex_unlock(&f->mu);
+  sw_free(p);
 }
 
 /* Whether id is one this process gave out (then a miss means it expired). */
@@ -152,9 +199,7 @@ void sw__feedback_join(sw__feedback *f, const char *model, const sw_feedback_ite
   pthread_mutex_lock(&f->mu);
   for (size_t i = 0; i < n; i++) {
     const sw_feedback_item *it = &items[i];
-    int64_t s = f->heads[hash(it->id) & (f->n_heads - 1)];
-    while (s >= 0 && strcmp(f->ring[s].id, it->id)) s = f->ring[s].hnext;
-    entry *e = s >= 0 ? &f->ring[s] : NULL;
+    entry *e = lookup(f, it->id);
     if (e && strcmp(e->stats->model, model)) e = NULL; /* another model's request */
     if (!e) {
       if (ours(f, it->id)) r->expired++;
@@ -174,6 +219,8 @@ void sw__feedback_join(sw__feedback *f, const char *model, const sw_feedback_ite
       continue;
     }
     sw__vstats *v = e->stats;
+    bool rollout_label = false, label_correct = false;
+    int shadow = -1;
     pthread_mutex_lock(&v->mu);
     if (e->regression) {
       if (it->is_name) {
@@ -190,13 +237,22 @@ void sw__feedback_join(sw__feedback *f, const char *model, const sw_feedback_ite
       if (c < 0) {
         r->invalid++;
       } else {
-        v->fb_correct += c == (int64_t)e->pred[it->row];
+        bool correct = c == (int64_t)e->pred[it->row];
+        v->fb_correct += correct;
         v->fb_joined++;
         e->joined[it->row] = true;
         r->joined++;
+        if (e->arm.epoch && f->hook) {
+          rollout_label = true;
+          label_correct = correct;
+          shadow = e->spred ? c == (int64_t)e->spred[it->row] : -1;
+        }
       }
     }
     pthread_mutex_unlock(&v->mu);
+    /* a mirrored request whose challenger answer is not in yet judges nothing */
+    if (rollout_label && (e->arm.arm != SW__ARM_SHADOW || shadow >= 0))
+      f->hook(f->hook_ctx, v->model, &e->arm, label_correct, shadow);
   }
   pthread_mutex_unlock(&f->mu);
 }

@@ -24,6 +24,7 @@ struct sw_server {
   sw__manager mgr;
   bool mgr_ready;
   sw__feedback *fb;
+  sw__rollouts *ro;
   atomic_long in_flight;
   atomic_bool draining;
 };
@@ -45,7 +46,7 @@ typedef enum {
   R_ADMIN_LOAD,
   R_ADMIN_UNLOAD,
   R_ADMIN_RELOAD,
-  R_ADMIN_OTHER
+  R_ADMIN_ROLLOUT
 } route_kind;
 
 static const char *const api_names[] = {"other",     "tf_status", "tf_metadata", "predict",  "classify", "feedback",
@@ -76,6 +77,8 @@ typedef struct {
   sw__version *v;
   sw__job job;
   int64_t model_version; /* for X-Model-Version; 0 none */
+  const char *method;
+  sw__route rt; /* how a rollout routed it */
 } conn_ctx;
 
 /* ---- responses ------------------------------------------------------------------- */
@@ -106,8 +109,10 @@ static enum MHD_Result send_buf(conn_ctx *c, int code, const char *type, sw_buf 
   if (atomic_load(&c->s->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   enum MHD_Result r = MHD_queue_response(c->conn, (unsigned)code, resp);
   MHD_destroy_response(resp);
-  sw__stats_request(c->s->stats, c->r.model, c->model_version, api_names[c->r.kind], code, c->v ? c->v->stats : NULL,
-                    sw_now() - c->t0);
+  double took = sw_now() - c->t0;
+  sw__stats_request(c->s->stats, c->r.model, c->model_version, api_names[c->r.kind], code, c->v ? c->v->stats : NULL, took);
+  /* the rollout's evidence: answers and server errors, not the client's mistakes or 429s */
+  if (c->rt.slot && (code == MHD_HTTP_OK || code >= 500)) sw__rollouts_observe(c->s->ro, &c->rt, took * 1e3, code >= 500);
   return r;
 }
 
@@ -249,8 +254,16 @@ static void parse_route(const char *url, const char *method, route *r) {
     if (n == 4 && seg_is(seg[1], len[1], "models") && seg_is(seg[3], len[3], "load")) want_post = R_ADMIN_LOAD;
     else if (n == 4 && seg_is(seg[1], len[1], "models") && seg_is(seg[3], len[3], "unload")) want_post = R_ADMIN_UNLOAD;
     else if (n == 2 && seg_is(seg[1], len[1], "reload")) want_post = R_ADMIN_RELOAD;
-    else if (n >= 2 && seg_is(seg[1], len[1], "rollouts")) {
-      r->kind = R_ADMIN_OTHER;
+    else if (n >= 2 && n <= 4 && seg_is(seg[1], len[1], "rollouts")) {
+      /* /admin/rollouts, /admin/rollouts/{m}, /admin/rollouts/{m}/abort|promote; the
+       * action goes in label, the method is checked by the rollouts' own handler */
+      if (n >= 3 && !model_ref(r, seg + 2, len + 2, 1, false)) goto bad;
+      if (n == 4) {
+        if (seg_is(seg[3], len[3], "abort")) strcpy(r->label, "abort");
+        else if (seg_is(seg[3], len[3], "promote")) strcpy(r->label, "promote");
+        else goto not_found;
+      }
+      r->kind = R_ADMIN_ROLLOUT;
       return;
     } else goto not_found;
     if (want_post != R_ADMIN_RELOAD) {
@@ -397,7 +410,7 @@ static void record_feedback(conn_ctx *c) {
       if (x[r * io->per + i] > x[r * io->per + best]) best = i;
     pred[r] = (double)best;
   }
-  sw__feedback_record(c->s->fb, c->id, v->stats, pred, rows, regression);
+  sw__feedback_record_arm(c->s->fb, c->id, v->stats, pred, rows, regression, c->rt.slot ? &c->rt.arm : NULL);
 }
 
 /* ---- metadata answers ---------------------------------------------------------------- */
@@ -501,7 +514,16 @@ static bool token_ok(conn_ctx *c) {
 static enum MHD_Result answer_admin(conn_ctx *c) {
   if (!token_ok(c)) return send_error(c, MHD_HTTP_UNAUTHORIZED, "admin endpoints need Authorization: Bearer TOKEN");
   sw_server *s = c->s;
-  if (c->r.kind == R_ADMIN_OTHER) return send_error(c, MHD_HTTP_NOT_IMPLEMENTED, "rollouts are not implemented yet");
+  if (c->r.kind == R_ADMIN_ROLLOUT) {
+    json_t *answer = NULL;
+    int code = sw__rollouts_admin(s->ro, c->method, c->r.model, c->r.label, c->body.data ? (const char *)c->body.data : "",
+                                  c->body.len, &answer);
+    if (code == MHD_HTTP_METHOD_NOT_ALLOWED) {
+      json_decref(answer);
+      return send_error(c, code, "%s", strcmp(c->method, "GET") ? "use GET" : "use POST");
+    }
+    return answer ? send_json(c, code, answer) : send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+  }
   sw_status st;
   if (c->r.kind == R_ADMIN_RELOAD) {
     st = sw__manager_reload(&s->mgr);
@@ -562,6 +584,8 @@ static enum MHD_Result start_inference(conn_ctx *c) {
     st = sw_serve_parse_infer(body, c->body.len, header_len, &c->v->sig, &c->job.inputs);
   }
   if (st) return send_error(c, status_code(st), "%s", sw_last_error());
+  if (c->s->cfg.n_faults && sw__fault_fails(&c->s->cfg, c->v->model, c->v->version))
+    return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "injected failure (--debug-fail, for tests)");
   if (sw__version_run_inline(c->v, &c->job)) {
     c->state = ST_DONE;
     return finish_inference(c);
@@ -590,11 +614,21 @@ static enum MHD_Result finish_inference(conn_ctx *c) {
   else if (c->r.kind == R_TF_CLASSIFY) encode_classify(c->v, &c->job, &b);
   else encode_infer(c->v, &c->job, &b, &header_len);
   record_feedback(c);
+  if (c->rt.mirror) sw__rollouts_mirror(c->s->ro, &c->rt, c->v, &c->job, c->id);
+  if (c->s->cfg.n_faults) {
+    double ms = sw__fault_delay_ms(&c->s->cfg, c->v->model, c->v->version);
+    if (ms > 0) usleep((useconds_t)(ms * 1e3)); /* --debug-delay, for tests: this thread waits */
+  }
   if (!b.data) return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
   return send_buf(c, MHD_HTTP_OK, header_len ? "application/octet-stream" : "application/json", &b, header_len);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
+
+static const char *conn_header(void *ctx, const char *name) {
+  conn_ctx *c = ctx;
+  return MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, name);
+}
 
 static enum MHD_Result dispatch(conn_ctx *c) {
   sw_server *s = c->s;
@@ -611,7 +645,9 @@ static enum MHD_Result dispatch(conn_ctx *c) {
     }
     case R_METRICS: {
       sw_buf b = {0};
-      if (sw__stats_render(s->stats, &s->mgr, &b)) {
+      sw_status rst = sw__stats_render(s->stats, &s->mgr, &b);
+      sw__rollouts_render(s->ro, &b);
+      if (rst || !b.data) {
         sw_buf_free(&b);
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
       }
@@ -634,11 +670,16 @@ static enum MHD_Result dispatch(conn_ctx *c) {
     case R_ADMIN_LOAD:
     case R_ADMIN_UNLOAD:
     case R_ADMIN_RELOAD:
-    case R_ADMIN_OTHER: return answer_admin(c);
+    case R_ADMIN_ROLLOUT: return answer_admin(c);
     default: break;
   }
-  /* the rest name a model version */
-  sw_status st = sw__manager_acquire(&s->mgr, r->model, r->version, r->label[0] ? r->label : NULL, &c->v);
+  /* the rest name a model version; inference that names none (or the rollout's alias) is
+   * the rollout router's to place */
+  int64_t version = r->version;
+  const char *label = r->label[0] ? r->label : NULL;
+  bool infer = r->kind == R_TF_PREDICT || r->kind == R_TF_CLASSIFY || r->kind == R_V2_INFER;
+  if (infer && !version && sw__rollouts_route(s->ro, r->model, label, conn_header, c, &version, &c->rt)) label = NULL;
+  sw_status st = sw__manager_acquire(&s->mgr, r->model, version, label, &c->v);
   if (st) {
     if (r->kind == R_V2_MODEL_READY && st == SW_STATUS_NOT_FOUND && sw__manager_find(&s->mgr, r->model))
       return send_json(c, MHD_HTTP_OK, json_pack("{s:s,s:b}", "name", r->model, "ready", 0));
@@ -679,6 +720,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     atomic_fetch_add(&s->in_flight, 1);
     c->s = s;
     c->conn = conn;
+    c->method = method;
     c->t0 = sw_now();
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (rid && request_id_ok(rid)) snprintf(c->id, sizeof c->id, "%s", rid);
@@ -788,6 +830,11 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
     return st;
   }
   s->mgr_ready = true;
+  st = sw__rollouts_new(&s->cfg, &s->mgr, s->fb, &s->ro);
+  if (st) {
+    sw_server_free(s);
+    return st;
+  }
   struct sockaddr_storage ss;
   socklen_t sl = 0;
   st = resolve_listen(cfg->listen ? cfg->listen : "127.0.0.1:8501", &ss, &sl);
@@ -816,6 +863,11 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
   SW_INFO("serve: listening on %s (port %u), %u HTTP threads", cfg->listen, (unsigned)s->port, pool);
   st = sw__manager_reconcile(&s->mgr, true);
   if (st) SW_LOGERR("serve: the catalog: %s", sw_last_error());
+  st = sw__rollouts_start(s->ro);
+  if (st) {
+    sw_server_free(s);
+    return st;
+  }
   *out = s;
   return SW_STATUS_OK;
 }
@@ -841,6 +893,7 @@ void sw_server_drain(sw_server *s, double timeout_s) {
 void sw_server_free(sw_server *s) {
   if (!s) return;
   if (s->d) MHD_stop_daemon(s->d);
+  sw__rollouts_free(s->ro); /* before the versions its mirrors hold */
   if (s->mgr_ready) sw__manager_destroy(&s->mgr);
   sw__feedback_free(s->fb);
   sw__stats_free(s->stats);

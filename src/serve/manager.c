@@ -371,3 +371,27 @@ void sw__manager_each(sw__manager *m, void (*fn)(void *ctx, sw__model *model, sw
   }
   pthread_rwlock_unlock(&m->lock);
 }
+
+sw_status sw__manager_release(sw__manager *m, const char *model, int64_t version) {
+  pthread_mutex_lock(&m->op);
+  sw_status st = SW_STATUS_OK;
+  sw__model *md = sw__manager_find(m, model);
+  sw__version *v = NULL;
+  bool found = false;
+  if (md) {
+    pthread_mutex_lock(&md->mu);
+    for (size_t k = 0; k < md->n_versions; k++)
+      if (md->versions[k]->version == version) {
+        md->by_admin[k] = false;
+        found = true;
+      }
+    bool keep = version == md->policy_version;
+    pthread_mutex_unlock(&md->mu);
+    if (found && !keep) v = take_out(md, version);
+  }
+  if (!found) st = sw_error(SW_STATUS_NOT_FOUND, "version %lld of model '%s' is not loaded", (long long)version, model);
+  else if (v) SW_INFO("serve: unloaded model %s version %lld", model, (long long)version);
+  pthread_mutex_unlock(&m->op);
+  sw__version_unref(v);
+  return st;
+}

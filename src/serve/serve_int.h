@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "slipway/serve.h"
+#include "serve/rollout_shim.h"
 
 /* ---- statistics (stats.c) ------------------------------------------------------- */
 
@@ -199,5 +200,71 @@ typedef struct {
 } sw__feedback_result;
 void sw__feedback_join(sw__feedback *f, const char *model, const sw_feedback_item *items, size_t n,
                        sw__feedback_result *r);
+
+/* What a request routed by a rollout was, so that its labels reach the controller. */
+enum { SW__ARM_NONE, SW__ARM_INCUMBENT, SW__ARM_CHALLENGER, SW__ARM_SHADOW };
+typedef struct {
+  uint64_t epoch; /* which rollout (sw__rollouts' numbering; 0: none) */
+  int arm;        /* SW__ARM_*; SHADOW: the incumbent answered, the challenger ran a mirror */
+  int weight;     /* the challenger's share when the request was routed */
+} sw__arm;
+/* sw__feedback_record, remembering the arm too (NULL: none). */
+void sw__feedback_record_arm(sw__feedback *f, const char *id, sw__vstats *stats, const double *pred, int64_t rows,
+                             bool regression, const sw__arm *arm);
+/* The challenger's predictions of a mirrored request (shadow mode), joined later with the
+ * incumbent's; nothing when the id has left the buffer. */
+void sw__feedback_attach_shadow(sw__feedback *f, const char *id, const double *pred, int64_t rows);
+/* Called (under the buffer's lock: it must not call back into it) for every label joined
+ * to a classification request that carried an arm: correct says whether the answer the
+ * user got was right; shadow is -1, or whether the mirrored challenger was right. */
+typedef void (*sw__label_hook)(void *ctx, const char *model, const sw__arm *arm, bool correct, int shadow);
+void sw__feedback_set_hook(sw__feedback *f, sw__label_hook hook, void *ctx);
+
+/* ---- the manager's side of rollouts (manager.c) ------------------------------------- */
+
+/* Lets go of a version an admin or a rollout loaded: unloads it unless the catalog's
+ * policy serves it (then it only stops being pinned). NOT_FOUND when not loaded. */
+sw_status sw__manager_release(sw__manager *m, const char *model, int64_t version);
+
+/* ---- rollouts: router, controller thread, admin API (rollout_srv.c) ------------------ */
+
+typedef struct sw__rollouts sw__rollouts;
+struct sw__rslot;
+
+/* How the router sent one request. */
+typedef struct {
+  struct sw__rslot *slot; /* NULL: not routed (no rollout, or the request named a version) */
+  sw__arm arm;
+  bool mirror; /* shadow: run it on the challenger too, after the user's answer */
+} sw__route;
+
+/* The rollouts of a server. cfg's registry settings say where records go (no registry
+ * catalog: every rollout request answers 409). On error *out is NULL. */
+sw_status sw__rollouts_new(const sw_serve_config *cfg, sw__manager *m, sw__feedback *fb, sw__rollouts **out);
+/* Resumes the rollouts the registry has running for served models, then starts the
+ * controller thread. Failures to resume are logged, not fatal. */
+sw_status sw__rollouts_start(sw__rollouts *rs);
+/* Stops the controller, waits for mirrored requests in flight, frees. NULL is a no-op. */
+void sw__rollouts_free(sw__rollouts *rs);
+/* For an inference request that names no version (label: NULL, or the label it named):
+ * true and *version when a rollout routes it; header(ctx, NAME) gives request headers. */
+bool sw__rollouts_route(sw__rollouts *rs, const char *model, const char *label,
+                        const char *(*header)(void *ctx, const char *name), void *ctx, int64_t *version, sw__route *rt);
+/* The answer of a routed request: its latency (arrival to answer) and whether it failed
+ * (5xx). */
+void sw__rollouts_observe(sw__rollouts *rs, const sw__route *rt, double latency_ms, bool error);
+/* Shadow: runs the request's inputs on the challenger in the background; the comparison
+ * (latency, errors, outputs) and the challenger's prediction are taken when it is done. */
+void sw__rollouts_mirror(sw__rollouts *rs, const sw__route *rt, const sw__version *incumbent, const sw__job *job,
+                         const char *request_id);
+/* /admin/rollouts[/{model}[/abort|/promote]]: the HTTP status and the JSON answer
+ * (caller owns). action: "" for the collection or a model's record. */
+int sw__rollouts_admin(sw__rollouts *rs, const char *method, const char *model, const char *action, const char *body,
+                       size_t len, json_t **answer);
+/* The rollout metrics, Prometheus text, appended to out. */
+void sw__rollouts_render(sw__rollouts *rs, sw_buf *out);
+/* Test-only faults of a version (--debug-delay/--debug-fail): 0 when none. */
+double sw__fault_delay_ms(const sw_serve_config *cfg, const char *model, int64_t version);
+bool sw__fault_fails(const sw_serve_config *cfg, const char *model, int64_t version);
 
 #endif
