@@ -150,6 +150,19 @@ static int cmd_show(sw_registry *reg, const args *a) {
   json_t *v = NULL;
   sw_status st = sw_registry_show(reg, a->pos[0], &v);
   if (st) return fail("show", st);
+  /* the rollouts this version took part in, as challenger or incumbent */
+  json_t *all = NULL, *rollouts = json_array();
+  int64_t ver = json_integer_value(json_object_get(v, "version"));
+  if (!sw_registry_rollout_list(reg, s(v, "name"), &all)) {
+    size_t k;
+    json_t *ro;
+    json_array_foreach(all, k, ro) {
+      if (json_integer_value(json_object_get(ro, "challenger")) == ver || json_integer_value(json_object_get(ro, "incumbent")) == ver)
+        json_array_append(rollouts, ro);
+    }
+  }
+  json_decref(all);
+  json_object_set_new(v, "rollouts", rollouts);
   if (a->json) {
     print_json(v);
     json_decref(v);
@@ -178,7 +191,26 @@ static int cmd_show(sw_registry *reg, const args *a) {
            json_is_integer(json_object_get(e, "from")) ? "moved" : "set", (long long)json_integer_value(json_object_get(e, "to")),
            s(e, "who"), s(e, "at"), s(e, "why"));
   }
+  json_array_foreach(json_object_get(v, "rollouts"), i, e) {
+    printf("  rollout     %lld: %s of version %lld against %lld, %s at %g%% (step %lld), started %s\n",
+           (long long)json_integer_value(json_object_get(e, "id")), s(e, "mode"),
+           (long long)json_integer_value(json_object_get(e, "challenger")), (long long)json_integer_value(json_object_get(e, "incumbent")),
+           s(e, "state"), json_number_value(json_object_get(e, "weight")), (long long)json_integer_value(json_object_get(e, "step")),
+           s(e, "created_at"));
+    size_t k, n_snap = 0;
+    json_t *d;
+    json_array_foreach(json_object_get(e, "decisions"), k, d) {
+      if (!strcmp(s(d, "action"), "snapshot")) {
+        n_snap++;
+        continue;
+      }
+      printf("    %s %-8s step %lld %3lld%%  %s\n", s(d, "at"), s(d, "action"), (long long)json_integer_value(json_object_get(d, "step")),
+             (long long)json_integer_value(json_object_get(d, "weight")), s(d, "reason"));
+    }
+    if (n_snap) printf("    (%zu snapshots of the evidence: slipway rollout status, or --json)\n", n_snap);
+  }
   json_array_foreach(json_object_get(v, "events"), i, e) {
+    if (!strcmp(s(e, "entity"), "rollout") && !strcmp(s(e, "action"), "snapshot")) continue;
     printf("  event %-5lld %s %s %s by %s\n", (long long)json_integer_value(json_object_get(e, "id")), s(e, "at"), s(e, "entity"),
            s(e, "action"), s(e, "who"));
   }

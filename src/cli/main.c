@@ -22,6 +22,7 @@ static const command commands[] = {
     {"registry", sw_cmd_registry, "versioned models: register, list, show, lineage, alias, promote, verify"},
     {"monitor", sw_cmd_monitor, "drift of instances against the training statistics (the loop: to come)"},
     {"serve", sw_cmd_serve, "the model server (TF Serving REST and v2 protocols)"},
+    {"rollout", sw_cmd_rollout, "canary, A/B and shadow rollouts on a running server, with automatic rollback"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,184 @@
+"""Rollouts on a real `slipway serve` over the loopback, with a real registry: a better
+challenger promoted through every step; a worse one (10 points less accurate), a slower
+one (5 ms, --debug-delay) and a failing one (5 %, --debug-fail) each rolled back before
+the 25 % step; stickiness; shadow mode; a server restarted mid-rollout resuming it;
+abort and promote by hand; bad input. Traffic is a paced Python client posting labeled
+examples and their feedback (rollout_traffic.py).
+
+Run with /usr/bin/python3 -m pytest (python3-requests, python3-torch, python3-numpy)."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import describe
+from rollout_traffic import Traffic, dataset, export_linear, worse_weights
+from serving import Server
+
+# incumbent: W itself (about 97 % accurate on the set); better: the incumbent is 3
+# points worse than W; bad: 10 points worse than the incumbent
+MODELS = {
+    # name: (incumbent's drop from W, challenger's drop from W)
+    "good": (0.03, 0.0),
+    "bad": (0.0, 0.10),
+    "slow": (0.0, 0.0),
+    "failing": (0.0, 0.0),
+    "shadowed": (0.0, 0.10),
+    "sticky": (0.0, 0.0),
+    "manual": (0.0, 0.0),
+}
+FAULTS = ["--debug-delay", "slow:2=5", "--debug-fail", "failing:2=0.05"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return dataset()
+
+
+@pytest.fixture(scope="module")
+def registry(run, data, tmp_path_factory):
+    """A registry where every model of MODELS has version 1 (production) and 2."""
+    w, x, y = data
+    d = tmp_path_factory.mktemp("rollout")
+    home = d / "home"
+    env = {**os.environ, "SLIPWAY_HOME": str(home)}
+    cache = {}
+    for name, drops in MODELS.items():
+        for k, drop in enumerate(drops, 1):
+            if drop not in cache:
+                cache[drop] = export_linear(w if drop == 0 else worse_weights(w, x, y, drop), d / f"drop{drop}.onnx")
+            r = run("registry", "register", "--onnx", cache[drop], "--name", name, env=env)
+            assert r.returncode == 0, describe(r)
+        r = run("registry", "alias", f"{name}:1", "production", "--why", "first", env=env)
+        assert r.returncode == 0, describe(r)
+    return d, env
+
+
+@pytest.fixture(scope="module")
+def server(slipway, registry):
+    d, _ = registry
+    s = Server(slipway, d, "--poll", "0.2", *FAULTS)
+    yield s
+    assert s.stop() == 0
+
+
+def rollout(run, server, env, *args):
+    return run("rollout", *args, "--server", server.url, env=env, timeout=120)
+
+
+def status(server, model):
+    r = requests.get(f"{server.url}/admin/rollouts/{model}", headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def decisions(rec, skip_snapshots=True):
+    return [d for d in rec["decisions"] if not (skip_snapshots and d["action"] == "snapshot")]
+
+
+def until(pred, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def with_traffic(server, model, data, proc_or_pred, timeout=60, **kw):
+    """Runs traffic until the `rollout start --wait` process ends (or pred is true)."""
+    _, x, y = data
+    t = Traffic(server.url, model, x, y, **kw)
+    try:
+        if isinstance(proc_or_pred, subprocess.Popen):
+            out, err = proc_or_pred.communicate(timeout=timeout)
+            result = (proc_or_pred.returncode, out, err)
+        else:
+            result = until(proc_or_pred, timeout, "the rollout")
+    finally:
+        answers = t.stop()
+    return result, answers
+
+
+def start_wait(slipway, server, env, ref, *flags):
+    return subprocess.Popen([slipway, "rollout", "start", ref, "--server", server.url, "--wait", *flags], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def served(answers, version):
+    return sum(1 for _, v, c in answers if v == str(version) and c == 200)
+
+
+# ---- a better challenger ---------------------------------------------------------------
+
+
+def test_better_challenger_is_promoted_through_every_step(slipway, run, server, registry, data):
+    _, env = registry
+    p = start_wait(slipway, server, env, "good:2", "--steps", "10,50,100", "--min-requests-per-step", "60",
+                   "--max-step-seconds", "60")
+    (rc, out, err), answers = with_traffic(server, "good", data, p)
+    assert rc == 0, f"exit {rc}\n{out}\n{err}\n{server.logs()[-3000:]}"
+    assert out.splitlines()[0].startswith("rollout "), out
+    assert "promoted" in out.splitlines()[-1], out
+    rec = status(server, "good")
+    assert rec["state"] == "promoted" and rec["weight"] == 100, rec
+    acts = [(d["action"], d["weight"]) for d in decisions(rec)]
+    assert acts == [("start", 10), ("advance", 50), ("advance", 100), ("promote", 100)], acts
+    for d in decisions(rec):
+        assert d["reason"] and isinstance(d["evidence"], dict), d
+    print(f"\npromoted after {len(answers)} requests ({served(answers, 2)} served by the challenger)")
+    # the alias moved, with who and why; requests now get version 2
+    show = run("registry", "show", "good@production", "--json", env=env)
+    assert show.returncode == 0, describe(show)
+    v = json.loads(show.stdout)
+    assert v["version"] == 2 and v["rollouts"][0]["state"] == "promoted", v
+    hist = [h for h in v["alias_history"] if h["to"] == 2]
+    assert hist and hist[-1]["who"] == "rollout", v["alias_history"]
+    r = requests.post(f"{server.url}/v1/models/good:predict", json={"instances": [[0, 0, 0, 1]]}, timeout=10)
+    assert r.headers["X-Model-Version"] == "2"
+    # the incumbent stays loaded for a quick manual rollback (--keep-previous, default 10 min)
+    assert requests.get(f"{server.url}/v1/models/good/versions/1", timeout=10).status_code == 200
+    # registry show tells the story in words
+    text = run("registry", "show", "good:2", env=env)
+    assert text.returncode == 0 and "rollout" in text.stdout and "promote" in text.stdout, describe(text)
+    st = rollout(run, server, env, "status", "good")
+    assert st.returncode == 0 and "state promoted" in st.stdout and "advance" in st.stdout, describe(st)
+    metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert 'slipway_rollout_promotions_total{model="good"} 1' in metrics, metrics
+    assert 'slipway_rollout_weight{model="good",challenger="2"} 100' in metrics
+
+
+# ---- worse challengers: rolled back before the 25 % step -------------------------------
+
+
+@pytest.mark.parametrize("model,why", [("bad", "quality"), ("slow", "latency"), ("failing", "error_rate")])
+def test_worse_challenger_is_rolled_back_before_the_25_percent_step(slipway, run, server, registry, data, model, why):
+    _, env = registry
+    p = start_wait(slipway, server, env, f"{model}:2", "--steps", "10,25,50,100", "--min-requests-per-step", "400",
+                   "--max-step-seconds", "120")
+    (rc, out, err), answers = with_traffic(server, model, data, p, timeout=90)
+    assert rc == 3, f"exit {rc}\n{out}\n{err}\n{server.logs()[-3000:]}"
+    rec = status(server, model)
+    assert rec["state"] == "rolled_back" and rec["weight"] == 0, rec
+    last = decisions(rec)[-1]
+    assert last["action"] == "rollback" and last["step"] == 0, last
+    assert why in last["reason"], last["reason"]
+    n_ch = served(answers, 2)
+    print(f"\n{model}: rolled back at step 0 (10 %) after {len(answers)} requests, {n_ch} served by the challenger: "
+          f"{last['reason']}")
+    # the alias stays, the challenger is marked, a counter counts it
+    show = json.loads(run("registry", "show", f"{model}:2", "--json", env=env).stdout)
+    assert show["state"] == "rolled_back", show
+    assert json.loads(run("registry", "show", f"{model}@production", "--json", env=env).stdout)["version"] == 1
+    assert any(e["entity"] == "rollout" and e["action"] == "rollback" for e in show["events"]), show["events"]
+    metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert f'slipway_rollbacks_total{{model="{model}"}} 1' in metrics
+    # no one gets the challenger any more
+    r = requests.post(f"{server.url}/v1/models/{model}:predict", json={"instances": [[0, 0, 0, 1]]},
+                      headers={"X-User-Id": "u1"}, timeout=10)
+    assert r.headers["X-Model-Version"] == "1"
