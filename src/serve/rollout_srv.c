@@ -374,7 +374,7 @@ static void shadow_settle(sw__rollouts *rs, shadow_req *q) {
   rslot *sl = q->slot;
   int64_t rows = q->job.inputs.rows;
   const sw__version *ch = q->ch;
-  double ch_ms = (q->job.t_end - q->job.t_enqueue) * 1e3 + sw__fault_delay_ms(rs->cfg, ch->model, ch->version);
+  double ch_ms = (q->job.t_end - q->job.t_start) * 1e3 + sw__fault_delay_ms(rs->cfg, ch->model, ch->version);
   bool ch_err = q->job.status != SW_STATUS_OK || sw__fault_fails(rs->cfg, ch->model, ch->version);
   bool comparable = !ch_err && q->inc_out && ch->sig.out[0].dtype == SW_DTYPE_F32 && ch->sig.out[0].per == q->per;
   bool differ = comparable && outputs_differ(q->inc_out, q->job.out[0], rows, q->per);
@@ -584,8 +584,9 @@ void sw__rollouts_mirror(sw__rollouts *rs, const sw__route *rt, const sw__versio
     ok = q->inc_out != NULL;
     if (ok) memcpy(q->inc_out, job->out[0], bytes);
   }
-  /* queue and compute time on both sides: the parse of the body is not the model's */
-  q->inc_ms = (job->t_end - job->t_enqueue) * 1e3 + sw__fault_delay_ms(rs->cfg, inc->model, inc->version);
+  /* the forward pass on both sides: the mirror's queueing differs by construction (it
+   * waits behind the user's answer, and goes through the compute thread) */
+  q->inc_ms = (job->t_end - job->t_start) * 1e3 + sw__fault_delay_ms(rs->cfg, inc->model, inc->version);
   q->job.notify = shadow_job_done;
   q->job.arg = q;
   q->rs = rs;
@@ -1077,6 +1078,13 @@ void sw__rollouts_free(sw__rollouts *rs) {
     pthread_cond_signal(&rs->stop_cv);
     pthread_mutex_unlock(&rs->stop_mu);
     pthread_join(rs->thread, NULL);
+  }
+  /* the evidence as it is at the stop, so a restarted server resumes from here */
+  for (size_t i = 0; i < rs->n_slots; i++) {
+    rslot *sl = rs->slots[i];
+    pthread_mutex_lock(&sl->op);
+    if (sl->active && sl->r) record(rs, sl, "snapshot", "the server is stopping", "rollout");
+    pthread_mutex_unlock(&sl->op);
   }
   /* mirrors still queued finish on their versions (each holds a reference) */
   double until = sw_now() + 10;

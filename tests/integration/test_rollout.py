@@ -182,3 +182,157 @@ def test_worse_challenger_is_rolled_back_before_the_25_percent_step(slipway, run
     r = requests.post(f"{server.url}/v1/models/{model}:predict", json={"instances": [[0, 0, 0, 1]]},
                       headers={"X-User-Id": "u1"}, timeout=10)
     assert r.headers["X-Model-Version"] == "1"
+
+
+# ---- stickiness, shadow ----------------------------------------------------------------------
+
+
+def admin_start(server, body, token="default"):
+    token = server.token if token == "default" else token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.post(f"{server.url}/admin/rollouts", json=body, headers=headers, timeout=60)
+
+
+def test_one_user_sees_one_version_within_a_step_and_abort(run, server, registry):
+    _, env = registry
+    r = admin_start(server, {"model": "sticky", "challenger": 2, "mode": "canary",
+                             "policy": {"steps": [50, 100], "min_requests_per_step": 10**9, "max_step_seconds": 600}})
+    assert r.status_code == 201, r.text
+    assert r.json()["state"] == "running" and r.json()["weight"] == 50
+    seen = {}
+    s = requests.Session()
+    for rnd in range(4):
+        for u in range(150):
+            r = s.post(f"{server.url}/v1/models/sticky:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
+                       headers={"X-User-Id": f"user-{u}"}, timeout=10)
+            assert r.status_code == 200, r.text
+            seen.setdefault(u, set()).add(r.headers["X-Model-Version"])
+    assert all(len(v) == 1 for v in seen.values()), {u: v for u, v in seen.items() if len(v) > 1}
+    on_challenger = sum(1 for v in seen.values() if v == {"2"})
+    assert 30 <= on_challenger <= 120, on_challenger  # about half of 150 at 50 %
+    # a request that names a version is never rerouted
+    for u in range(20):
+        r = s.post(f"{server.url}/v1/models/sticky/versions/1:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
+                   headers={"X-User-Id": f"user-{u}"}, timeout=10)
+        assert r.headers["X-Model-Version"] == "1"
+    # abort by hand: back to the incumbent, the challenger's state untouched
+    ab = rollout(run, server, env, "abort", "sticky")
+    assert ab.returncode == 0, describe(ab)
+    assert "state aborted" in ab.stdout, ab.stdout
+    rec = status(server, "sticky")
+    assert rec["state"] == "aborted" and rec["weight"] == 0 and decisions(rec)[-1]["action"] == "abort", rec
+    assert json.loads(run("registry", "show", "sticky:2", "--json", env=env).stdout)["state"] != "rolled_back"
+    for u in range(150):
+        r = s.post(f"{server.url}/v1/models/sticky:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
+                   headers={"X-User-Id": f"user-{u}"}, timeout=10)
+        assert r.headers["X-Model-Version"] == "1"
+
+
+def test_shadow_exposes_no_user_and_still_rolls_back_the_bad_one(slipway, server, registry, data):
+    _, env = registry
+    p = start_wait(slipway, server, env, "shadowed:2", "--mode", "shadow", "--steps", "50,100",
+                   "--min-requests-per-step", "2000", "--max-step-seconds", "120")
+    (rc, out, err), answers = with_traffic(server, "shadowed", data, p, timeout=90)
+    assert rc == 3, f"exit {rc}\n{out}\n{err}\n{server.logs()[-3000:]}"
+    versions = {v for _, v, c in answers if c == 200}
+    assert versions == {"1"}, versions
+    rec = status(server, "shadowed")
+    last = decisions(rec)[-1]
+    assert rec["state"] == "rolled_back" and last["action"] == "rollback" and "quality" in last["reason"], rec
+    print(f"\nshadow: rolled back after {len(answers)} requests, none answered by the challenger: {last['reason']}")
+
+
+# ---- by hand, and bad input -------------------------------------------------------------------
+
+
+def test_manual_promote_a_second_rollout_and_bad_input(run, server, registry):
+    _, env = registry
+    ok = {"model": "manual", "challenger": 2, "mode": "canary",
+          "policy": {"steps": [5, 100], "min_requests_per_step": 10**9}}
+    assert admin_start(server, ok, token=None).status_code == 401
+    assert admin_start(server, ok, token="x" * 32).status_code == 401
+    r = admin_start(server, {**ok, "model": "nosuch"})
+    assert r.status_code == 404 and "nosuch" in r.json()["error"], r.text
+    r = admin_start(server, {**ok, "challenger": 99})
+    assert r.status_code == 404 and "99" in r.json()["error"], r.text
+    r = admin_start(server, {**ok, "policy": {"steps": [50, 10, 100]}})
+    assert r.status_code == 400 and "steps" in r.json()["error"], r.text
+    r = admin_start(server, {**ok, "policy": {"alpha": 2}})
+    assert r.status_code == 400 and "alpha" in r.json()["error"], r.text
+    r = admin_start(server, {**ok, "mode": "blue-green"})
+    assert r.status_code == 400 and "mode" in r.json()["error"], r.text
+    r = admin_start(server, {**ok, "challenger": 1})
+    assert r.status_code == 409, r.text
+    r = admin_start(server, {**ok, "mode": "ab"})
+    assert r.status_code == 400 and "ab" in r.json()["error"], r.text
+    r = requests.post(f"{server.url}/admin/rollouts/manual/promote", headers={"Authorization": f"Bearer {server.token}"})
+    assert r.status_code == 409, r.text
+    bad = rollout(run, server, env, "start", "manual:2", "--steps", "50,10,100")
+    assert bad.returncode == 2 and "steps" in bad.stderr, describe(bad)
+    bad = rollout(run, server, env, "start", "nosuch:2")
+    assert bad.returncode == 1 and "404" in bad.stderr, describe(bad)
+    bad = rollout(run, server, env, "start", "manual")
+    assert bad.returncode == 2, describe(bad)
+
+    st = rollout(run, server, env, "start", "manual:2", "--steps", "5,100", "--min-requests-per-step", "1000000")
+    assert st.returncode == 0 and st.stdout.startswith("rollout "), describe(st)
+    r = admin_start(server, ok)
+    assert r.status_code == 409 and "running" in r.json()["error"], r.text
+    pr = rollout(run, server, env, "promote", "manual")
+    assert pr.returncode == 0 and "state promoted" in pr.stdout, describe(pr)
+    rec = status(server, "manual")
+    assert decisions(rec)[-1]["action"] == "promote" and "by hand" in decisions(rec)[-1]["reason"], rec
+    assert json.loads(run("registry", "show", "manual@production", "--json", env=env).stdout)["version"] == 2
+    r = requests.post(f"{server.url}/v1/models/manual:predict", json={"instances": [[0, 0, 0, 1]]}, timeout=10)
+    assert r.headers["X-Model-Version"] == "2"
+    assert rollout(run, server, env, "abort", "manual").returncode == 1
+
+
+def test_rollouts_need_the_registry_catalog(slipway, registry, tmp_path):
+    d, _ = registry
+    s = Server(slipway, tmp_path, "--model-file", f"m={d / 'drop0.0.onnx'}", "--model-file", f"m={d / 'drop0.0.onnx'}")
+    try:
+        r = admin_start(s, {"model": "m", "challenger": 2, "mode": "canary"})
+        assert r.status_code == 409 and "registry" in r.json()["error"], r.text
+    finally:
+        assert s.stop() == 0
+
+
+# ---- a restart mid-rollout ---------------------------------------------------------------------
+
+
+def counts(evidence):
+    return {m: (e["challenger"]["n"], e["challenger"]["events"], e.get("incumbent", {}).get("n")) for m, e in evidence.items()}
+
+
+def test_a_restarted_server_resumes_the_rollout(slipway, run, data, tmp_path):
+    w, x, y = data
+    home = tmp_path / "home"
+    env = {**os.environ, "SLIPWAY_HOME": str(home)}
+    f = export_linear(w, tmp_path / "m.onnx")
+    for _ in range(2):
+        assert run("registry", "register", "--onnx", f, "--name", "resumed", env=env).returncode == 0
+    assert run("registry", "alias", "resumed:1", "production", "--why", "first", env=env).returncode == 0
+    s = Server(slipway, tmp_path, "--poll", "0.2")
+    try:
+        r = admin_start(s, {"model": "resumed", "challenger": 2, "mode": "canary",
+                            "policy": {"steps": [10, 50, 100], "min_requests_per_step": 60, "max_step_seconds": 120}})
+        assert r.status_code == 201, r.text
+        _, answers = with_traffic(s, "resumed", data, lambda: status(s, "resumed")["step"] >= 1, timeout=60)
+        time.sleep(0.5)
+        before = status(s, "resumed")
+        assert before["state"] == "running", before
+    finally:
+        assert s.stop() == 0
+    s = Server(slipway, tmp_path, "--poll", "0.2")
+    try:
+        after = status(s, "resumed")
+        assert after["state"] == "running" and after["step"] == before["live"]["step"], after
+        assert after["live"]["weight"] == before["live"]["weight"], (after["live"], before["live"])
+        assert decisions(after)[-1]["action"] == "resume", decisions(after)[-1]
+        assert counts(after["live"]["evidence"]) == counts(before["live"]["evidence"])
+        # and it carries on to the end
+        _, more = with_traffic(s, "resumed", data, lambda: status(s, "resumed")["state"] == "promoted", timeout=60)
+        print(f"\nresumed at step {after['step']} after {len(answers)} requests; promoted after {len(more)} more")
+    finally:
+        assert s.stop() == 0
