@@ -33,6 +33,65 @@ typedef struct {
  * Metrics that do not apply are left out. */
 sw_status sw_eval_run(const sw_eval_options *opt, json_t **result);
 
+/* ---- anytime-valid sequential tests (src/eval/sequential.c, docs/ROLLOUT.md) --------
+ * E-processes that may be looked at after every observation: by Ville's inequality a
+ * nonnegative supermartingale with mean <= 1 under the null ever reaches 1/alpha with
+ * probability <= alpha, so "reject when the e-value reaches 1/alpha" keeps the false
+ * rejection rate <= alpha however often one looks and whenever one stops.
+ *
+ * One primitive serves every test: a stream of Bernoulli observations x_i, each with
+ * its own null bound p_i (the null says P(x_i = 1 | past) <= p_i), against the
+ * alternatives "the odds of x_i = 1 are r times the odds of p_i", r on a fixed grid of
+ * SW_SEQ_GRID ratios above 1 with fixed weights. The e-value is the weighted mixture of
+ * the grid's likelihood ratios, kept in log space.
+ *   - count test (challenger vs incumbent): x = "this event (error, slow request, wrong
+ *     prediction) fell on the challenger", p = the challenger's traffic share when the
+ *     request was routed (rho; may change from event to event); shadow: the discordant
+ *     pairs, p = 1/2 (McNemar).
+ *   - objective test (one sample): x = "this challenger request broke the objective"
+ *     (slower than the p99 objective, or an error), p = the allowed share (0.01, or
+ *     the error-rate objective).
+ * An observation with x = 0 can only lower every ratio, so those are counted and
+ * applied in one step when next needed (cheap: O(1)); an x = 1 costs O(grid). */
+
+#define SW_SEQ_GRID 32
+
+typedef struct {
+  double log_lr[SW_SEQ_GRID]; /* log likelihood ratio of each grid alternative */
+  int64_t n;                  /* observations */
+  int64_t events;             /* of which x = 1 */
+  int64_t pending_zeros;      /* x = 0 under pending_p not yet added to log_lr */
+  double pending_p;
+  bool certain;               /* an x = 1 under p = 0: the null is refuted outright */
+  /* cache of the per-grid increments for the last p (not state; rebuilt on demand) */
+  double cache_p;
+  double inc1[SW_SEQ_GRID], inc0[SW_SEQ_GRID];
+} sw_seq_test;
+
+/* The grid of odds ratios (ascending, SW_SEQ_GRID values from 1.05 to 1000) and the
+ * log of their mixture weights (sum of weights 1). Static storage. */
+const double *sw_seq_grid_ratios(void);
+const double *sw_seq_grid_log_weights(void);
+
+void sw_seq_init(sw_seq_test *t);
+/* One observation. p is the null's bound on P(x = 1) for this observation, in [0, 1]:
+ * p >= 1 carries no information and is skipped; p <= 0 with x = 1 refutes the null
+ * outright (certain; e-value infinite); p <= 0 with x = 0 is skipped. Not-a-number p
+ * is skipped. */
+void sw_seq_observe(sw_seq_test *t, bool x, double p);
+/* log of the e-value (the mixture); +INFINITY once certain; 0 before any evidence. */
+double sw_seq_log_e(const sw_seq_test *t);
+/* The e-value itself, capped at 1e300 so it stays a finite JSON number. */
+double sw_seq_e(const sw_seq_test *t);
+/* True when the e-value has reached 1/alpha (alpha in (0, 1)). */
+bool sw_seq_crossed(const sw_seq_test *t, double alpha);
+/* The whole state as {"n", "events", "pending_zeros", "pending_p", "certain",
+ * "log_lr": [..]} (caller owns; NULL on memory), and back: restoring gives a test that
+ * answers every later observation bit for bit as the original would. FORMAT with a
+ * message (sw_last_error) on a malformed object; *t is then untouched. */
+json_t *sw_seq_save(const sw_seq_test *t);
+sw_status sw_seq_restore(const json_t *saved, sw_seq_test *t);
+
 /* ---- policies and promotion gates (src/eval/policy.c, gate.c) ------------------------
  * A policy is one YAML file (DESIGN.md) with a primary `metric` and three optional
  * sections: `gate` (slipway registry promote), `rollout` (slipway rollout) and

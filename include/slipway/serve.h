@@ -6,6 +6,7 @@
 #define SLIPWAY_SERVE_H
 
 #include "slipway/base.h"
+#include "slipway/eval.h"
 #include "slipway/nn.h"
 
 #ifdef __cplusplus
@@ -172,6 +173,103 @@ typedef struct {
  * sw_feedback_items_free). */
 sw_status sw_serve_parse_feedback(const char *body, size_t len, sw_feedback_item **out, size_t *n);
 void sw_feedback_items_free(sw_feedback_item *items, size_t n);
+
+/* ---- rollouts (src/serve/rollout.c, docs/ROLLOUT.md) --------------------------------
+ * The rollout controller: the decision logic of a canary, A/B or shadow rollout (which
+ * version a request goes to, the evidence, when to advance, hold, roll back or
+ * promote). No I/O: the server feeds it what happens and records what it decides. Every
+ * function is thread-safe (one mutex inside; observe_* from many threads, tick from one). */
+
+typedef enum { SW_ROLLOUT_CANARY, SW_ROLLOUT_AB, SW_ROLLOUT_SHADOW } sw_rollout_mode;
+
+#define SW_ROLLOUT_MAX_STEPS 16
+
+typedef struct {
+  sw_rollout_mode mode;
+  int steps[SW_ROLLOUT_MAX_STEPS]; /* percent of traffic (shadow: share mirrored), increasing, last 100 */
+  size_t n_steps;
+  int64_t min_requests_per_step; /* evidence a step needs before it may advance (see below) */
+  double max_step_seconds;       /* then the step holds (never fails for lack of traffic) */
+  double alpha;                  /* total false-rollback budget, split evenly across the tests in use */
+  double slo_p99_ms;             /* <= 0: no latency objective */
+  double slo_error_rate;         /* < 0: no error-rate objective */
+  bool quality;                  /* judge quality from feedback labels (classifiers) */
+} sw_rollout_config;
+
+/* Defaults from a parsed policy's rollout section (src/eval/policy.c's sw_policy); p may
+ * be NULL (the defaults of DESIGN.md: steps 1,5,25,50,100, 500 requests, 600 s, alpha
+ * 0.01, no objectives). quality is set when the policy's metric is a classifier's
+ * (accuracy, auc); the caller may clear it (a regression model has no right/wrong). */
+void sw_rollout_config_from_policy(const sw_policy *p, sw_rollout_mode mode, sw_rollout_config *out);
+/* "canary" | "ab" | "shadow"; parse: INVALID for anything else. */
+const char *sw_rollout_mode_name(sw_rollout_mode m);
+sw_status sw_rollout_mode_parse(const char *s, sw_rollout_mode *out);
+
+typedef struct sw_rollout sw_rollout;
+/* Starts at steps[0]. INVALID with a message (sw_last_error) for a config that breaks
+ * the rules above (steps not increasing in 1..100, last not 100, alpha not in (0, 1),
+ * min_requests_per_step < 1, max_step_seconds <= 0); *out is then NULL. The router's
+ * salt comes from now_s, so another rollout picks other users; saved and restored. */
+sw_status sw_rollout_new(const sw_rollout_config *cfg, double now_s, sw_rollout **out);
+void sw_rollout_free(sw_rollout *r); /* NULL ok */
+
+/* Router: true when this request goes to the challenger (shadow: is mirrored to it). user
+ * (may be NULL/len 0: then key, a per-request random 64-bit value, is used) is hashed so
+ * that one user sees one version within a step and, as the weight grows, users only ever
+ * move incumbent -> challenger: bucket = hash(salt, user) mod 10000, challenger when
+ * bucket < weight * 100. */
+bool sw_rollout_route(const sw_rollout *r, const char *user, size_t len, uint64_t key);
+/* The bucket (0..9999) route() compares against weight * 100. */
+uint32_t sw_rollout_bucket(const sw_rollout *r, const char *user, size_t len, uint64_t key);
+int sw_rollout_weight(const sw_rollout *r); /* percent now (0 once rolled back or aborted) */
+size_t sw_rollout_step(const sw_rollout *r);
+const char *sw_rollout_state(const sw_rollout *r); /* running|holding|promoted|rolled_back|aborted */
+bool sw_rollout_done(const sw_rollout *r);         /* promoted, rolled back or aborted */
+
+/* Evidence as it happens (challenger: which arm served it). latency_ms of a request that
+ * failed (error) is not used for latency. A crossing rolls back at once (route() sends
+ * nothing more to the challenger); the next tick reports it. */
+void sw_rollout_observe_request(sw_rollout *r, bool challenger, double latency_ms, bool error);
+/* A feedback label joined to a request: weight_at_request = sw_rollout_weight when the request was routed. */
+void sw_rollout_observe_label(sw_rollout *r, bool challenger, bool correct, int weight_at_request);
+/* Shadow mode: one mirrored request, both arms' latency and errors; later its label
+ * (send the label of every labeled mirrored request, not only of those whose outputs
+ * differ: they count toward the step's minimum evidence). */
+void sw_rollout_observe_shadow(sw_rollout *r, double incumbent_ms, bool incumbent_error, double challenger_ms,
+                               bool challenger_error, bool outputs_differ);
+void sw_rollout_observe_shadow_label(sw_rollout *r, bool incumbent_correct, bool challenger_correct);
+
+/* The latency test's threshold (the incumbent's p99, ms): fixed from the incumbent's
+ * first 200 successful requests of the rollout unless set here first. INVALID when
+ * already fixed or ms is not > 0. latency_threshold: < 0 while not yet fixed. */
+sw_status sw_rollout_set_latency_threshold(sw_rollout *r, double ms);
+double sw_rollout_latency_threshold(const sw_rollout *r);
+
+typedef enum { SW_ROLLOUT_NONE, SW_ROLLOUT_ADVANCE, SW_ROLLOUT_HOLD, SW_ROLLOUT_ROLLBACK, SW_ROLLOUT_PROMOTE } sw_rollout_action;
+/* "none" | "advance" | "hold" | "rollback" | "promote" (the decisions' "action"). */
+const char *sw_rollout_action_name(sw_rollout_action a);
+/* Judges the evidence now; returns a transition (once each) and a sentence saying why
+ * ("error_rate: e-value 142 crossed 1/alpha = 100 after 37 challenger errors in 812
+ * requests"). ROLLBACK: a test crossed its boundary (weight is 0 from here); ADVANCE: the
+ * step's minimum evidence is in and nothing is worse (weight is the next step's);
+ * PROMOTE: the last step passed; HOLD: the step's time ran out without its evidence.
+ * reason may be NULL; it is always NUL-terminated when reason_cap > 0. */
+sw_rollout_action sw_rollout_tick(sw_rollout *r, double now_s, char *reason, size_t reason_cap);
+/* By hand: abort (rolled back by a person), promote (skip to promotion). No-ops once
+ * done; tick reports nothing for them (the caller records its own decision). */
+void sw_rollout_abort(sw_rollout *r, double now_s);
+void sw_rollout_promote_now(sw_rollout *r, double now_s);
+
+/* EVIDENCE object of the shared contract (per metric in use). Caller owns; NULL on memory. */
+json_t *sw_rollout_evidence_json(const sw_rollout *r);
+/* Everything needed to resume exactly (step, weight, state, time into the step, the
+ * router's salt, every test's state and counts) and its inverse, which takes the
+ * config again (the saved state must fit it: same steps and tests) and now_s (the step's
+ * clock resumes from the saved time into the step). Caller owns save's object (NULL on
+ * memory). restore: FORMAT/INVALID with a message on a malformed or unfitting object,
+ * *out NULL. */
+json_t *sw_rollout_save(const sw_rollout *r);
+sw_status sw_rollout_restore(const sw_rollout_config *cfg, const json_t *saved, double now_s, sw_rollout **out);
 
 /* ---- the server -------------------------------------------------------------------- */
 
