@@ -7,7 +7,6 @@
 #include <stdatomic.h>
 
 #include "slipway/serve.h"
-#include "serve/rollout_shim.h"
 
 /* ---- statistics (stats.c) ------------------------------------------------------- */
 
