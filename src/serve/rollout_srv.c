@@ -967,7 +967,7 @@ sw_status sw__rollouts_new(const sw_serve_config *cfg, sw__manager *m, sw__feedb
       return st;
     }
   }
-  sw__feedback_set_hook(fb, on_label, rs);
+  if (fb) sw__feedback_set_hook(fb, on_label, rs);
   *out = rs;
   return SW_STATUS_OK;
 }

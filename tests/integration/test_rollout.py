@@ -30,6 +30,7 @@ MODELS = {
     "shadowed": (0.0, 0.10),
     "sticky": (0.0, 0.0),
     "manual": (0.0, 0.0),
+    "abtest": (0.0, 0.0),
 }
 FAULTS = ["--debug-delay", "slow:2=5", "--debug-fail", "failing:2=0.05"]
 
@@ -151,6 +152,7 @@ def test_better_challenger_is_promoted_through_every_step(slipway, run, server, 
     metrics = requests.get(f"{server.url}/metrics", timeout=10).text
     assert 'slipway_rollout_promotions_total{model="good"} 1' in metrics, metrics
     assert 'slipway_rollout_weight{model="good",challenger="2"} 100' in metrics
+    assert 'slipway_rollout_evidence{model="good",challenger="2",metric="quality"}' in metrics
 
 
 # ---- worse challengers: rolled back before the 25 % step -------------------------------
@@ -226,6 +228,22 @@ def test_one_user_sees_one_version_within_a_step_and_abort(run, server, registry
         r = s.post(f"{server.url}/v1/models/sticky:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
                    headers={"X-User-Id": f"user-{u}"}, timeout=10)
         assert r.headers["X-Model-Version"] == "1"
+
+
+def test_ab_routes_by_header_not_weight(run, server, registry):
+    _, env = registry
+    st = rollout(run, server, env, "start", "abtest:2", "--mode", "ab", "--ab-header", "X-Group", "--ab-value", "beta",
+                 "--steps", "1,100", "--min-requests-per-step", "1000000")
+    assert st.returncode == 0, describe(st)
+    s = requests.Session()
+    for u in range(60):
+        group = "beta" if u % 3 == 0 else "alpha"
+        r = s.post(f"{server.url}/v1/models/abtest:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
+                   headers={"X-User-Id": f"u{u}", "X-Group": group}, timeout=10)
+        assert r.status_code == 200 and r.headers["X-Model-Version"] == ("2" if group == "beta" else "1"), (u, r.headers)
+    rec = status(server, "abtest")
+    assert rec["mode"] == "ab" and rec["policy"]["ab"] == {"header": "X-Group", "value": "beta"}, rec
+    assert rollout(run, server, env, "abort", "abtest").returncode == 0
 
 
 def test_shadow_exposes_no_user_and_still_rolls_back_the_bad_one(slipway, server, registry, data):
