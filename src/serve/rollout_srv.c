@@ -478,6 +478,8 @@ static void *controller_main(void *arg) {
 
 /* ---- routing and evidence ---------------------------------------------------------------- */
 
+static bool header_is(const char *v, const char *want) { return v && !strcmp(v, want); }
+
 bool sw__rollouts_route(sw__rollouts *rs, const char *model, const char *label,
                         const char *(*header)(void *ctx, const char *name), void *ctx, int64_t *version, sw__route *rt) {
   memset(rt, 0, sizeof *rt);
@@ -497,14 +499,15 @@ bool sw__rollouts_route(sw__rollouts *rs, const char *model, const char *label,
         rt->mirror = true;
         rt->arm = (sw__arm){.epoch = sl->epoch, .arm = SW__ARM_SHADOW, .weight = w};
       }
+    } else if (sl->mode == SW_ROLLOUT_AB && !header_is(header(ctx, sl->ab_header), sl->ab_value)) {
+      /* outside the experiment: the incumbent, and no evidence (another population) */
+      *version = sl->incumbent;
     } else {
-      if (sl->mode == SW_ROLLOUT_AB) {
-        const char *v = header(ctx, sl->ab_header);
-        ch = w > 0 && v && !strcmp(v, sl->ab_value);
-      } else {
-        const char *user = header(ctx, sl->user_header);
-        ch = sw_rollout_route(sl->r, user, user ? strlen(user) : 0, next_key(rs));
-      }
+      /* canary, and A/B within the population the header selects: by the step's weight,
+       * sticky per user, so each request's chance of the challenger is the weight the
+       * statistics assume */
+      const char *user = header(ctx, sl->user_header);
+      ch = sw_rollout_route(sl->r, user, user ? strlen(user) : 0, next_key(rs));
       *version = ch ? sl->challenger : sl->incumbent;
       rt->slot = sl;
       rt->arm = (sw__arm){.epoch = sl->epoch, .arm = ch ? SW__ARM_CHALLENGER : SW__ARM_INCUMBENT, .weight = w};

@@ -230,19 +230,29 @@ def test_one_user_sees_one_version_within_a_step_and_abort(run, server, registry
         assert r.headers["X-Model-Version"] == "1"
 
 
-def test_ab_routes_by_header_not_weight(run, server, registry):
+def test_ab_splits_only_the_population_its_header_selects(run, server, registry):
     _, env = registry
     st = rollout(run, server, env, "start", "abtest:2", "--mode", "ab", "--ab-header", "X-Group", "--ab-value", "beta",
-                 "--steps", "1,100", "--min-requests-per-step", "1000000")
+                 "--steps", "50,100", "--min-requests-per-step", "1000000")
     assert st.returncode == 0, describe(st)
     s = requests.Session()
-    for u in range(60):
-        group = "beta" if u % 3 == 0 else "alpha"
-        r = s.post(f"{server.url}/v1/models/abtest:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
-                   headers={"X-User-Id": f"u{u}", "X-Group": group}, timeout=10)
-        assert r.status_code == 200 and r.headers["X-Model-Version"] == ("2" if group == "beta" else "1"), (u, r.headers)
+    seen = {}
+    for rnd in range(3):
+        for u in range(120):
+            group = "beta" if u % 2 == 0 else "alpha"
+            r = s.post(f"{server.url}/v1/models/abtest:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]]},
+                       headers={"X-User-Id": f"u{u}", "X-Group": group}, timeout=10)
+            assert r.status_code == 200, r.text
+            seen.setdefault((group, u), set()).add(r.headers["X-Model-Version"])
+    assert all(v == {"1"} for (g, _), v in seen.items() if g == "alpha"), seen
+    beta = [v for (g, _), v in seen.items() if g == "beta"]
+    assert all(len(v) == 1 for v in beta), beta
+    assert 15 <= sum(1 for v in beta if v == {"2"}) <= 45, beta  # about half of 60 at 50 %
     rec = status(server, "abtest")
     assert rec["mode"] == "ab" and rec["policy"]["ab"] == {"header": "X-Group", "value": "beta"}, rec
+    # only the experiment's requests are evidence
+    ev = rec["live"]["evidence"]["error_rate"]
+    assert ev["challenger"]["n"] + ev["incumbent"]["n"] == 180, ev
     assert rollout(run, server, env, "abort", "abtest").returncode == 0
 
 
