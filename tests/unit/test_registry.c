@@ -392,6 +392,63 @@ static void test_rollouts(void **state) {
 
 /* Events of their own (the monitor's alerts): appended with their detail, for a model
  * or none, and listed after the writes that preceded them. */
+/* Decisions appended one by one: snapshots thinned past the bound (the first and the
+ * newest kept), other decisions never; one event per decision, named by its action. */
+static void test_rollout_append(void **state) {
+  backend *b = *state;
+  sw_registry *r = open_reg(b);
+  reg_onnx(r, "m", "mlp.onnx");
+  reg_onnx(r, "m", "mlp.onnx");
+  json_t *spec = json_pack("{s:s, s:i, s:i, s:s, s:s}", "model", "m", "incumbent", 1, "challenger", 2, "mode", "canary", "state",
+                           "running");
+  int64_t id = 0;
+  assert_int_equal(sw_registry_rollout_create(r, spec, "t", &id), SW_STATUS_OK);
+  json_t *d = json_pack("{s:s, s:i, s:i, s:s, s:{}}", "action", "start", "step", 0, "weight", 5, "reason", "go", "evidence");
+  assert_int_equal(sw_registry_rollout_append(r, id, d, NULL, 10, "ctl"), SW_STATUS_OK);
+  json_decref(d);
+  for (int i = 0; i < 40; i++) {
+    d = json_pack("{s:s, s:i, s:i, s:s, s:i}", "action", "snapshot", "step", 0, "weight", 5, "reason", "periodic", "n", i);
+    assert_int_equal(sw_registry_rollout_append(r, id, d, NULL, 10, "ctl"), SW_STATUS_OK);
+    json_decref(d);
+  }
+  d = json_pack("{s:s, s:i, s:i, s:s}", "action", "rollback", "step", 0, "weight", 0, "reason", "error_rate: worse");
+  json_t *fields = json_pack("{s:s, s:i, s:i}", "state", "rolled_back", "weight", 0, "step", 0);
+  int64_t before = 0, after = 0;
+  assert_int_equal(sw_registry_change_counter(r, &before), SW_STATUS_OK);
+  assert_int_equal(sw_registry_rollout_append(r, id, d, fields, 10, "ctl"), SW_STATUS_OK);
+  assert_int_equal(sw_registry_change_counter(r, &after), SW_STATUS_OK);
+  assert_int_equal(after, before + 1);
+  json_t *ev = NULL;
+  assert_int_equal(sw_registry_events(r, before, 0, &ev), SW_STATUS_OK);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "rollback");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "entity")), "rollout");
+  json_decref(ev);
+  json_t *ro = NULL;
+  assert_int_equal(sw_registry_rollout_get(r, id, &ro), SW_STATUS_OK);
+  assert_string_equal(json_string_value(json_object_get(ro, "state")), "rolled_back");
+  const json_t *ds = json_object_get(ro, "decisions");
+  size_t n_snap = 0;
+  for (size_t i = 0; i < json_array_size(ds); i++)
+    n_snap += !strcmp(json_string_value(json_object_get(json_array_get(ds, i), "action")), "snapshot");
+  assert_true(n_snap >= 5 && n_snap <= 10);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(ds, 0), "action")), "start");
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(ds, 1), "n")), 0);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(ds, json_array_size(ds) - 1), "action")), "rollback");
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(ds, json_array_size(ds) - 2), "n")), 39);
+  json_decref(ro);
+  json_t *no_action = json_pack("{s:s}", "reason", "x");
+  assert_int_equal(sw_registry_rollout_append(r, id, no_action, NULL, 10, "ctl"), SW_STATUS_INVALID);
+  json_t *bad_field = json_pack("{s:s}", "policy", "x");
+  assert_int_equal(sw_registry_rollout_append(r, id, d, bad_field, 10, "ctl"), SW_STATUS_INVALID);
+  assert_int_equal(sw_registry_rollout_append(r, id + 100, d, NULL, 10, "ctl"), SW_STATUS_NOT_FOUND);
+  json_decref(no_action);
+  json_decref(bad_field);
+  json_decref(fields);
+  json_decref(d);
+  json_decref(spec);
+  sw_registry_close(r);
+}
+
 static void test_event_add(void **state) {
   backend *b = *state;
   sw_registry *r = open_reg(b);
@@ -542,6 +599,7 @@ int main(void) {
       BOTH(test_aliases_history_states),
       BOTH(test_evaluations_and_promotion_record),
       BOTH(test_rollouts),
+      BOTH(test_rollout_append),
       BOTH(test_event_add),
       BOTH(test_concurrent_registration),
       BOTH(test_allocation_failures),
