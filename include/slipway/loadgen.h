@@ -89,9 +89,9 @@ typedef struct {
 /* GET /v1/models/M/metadata (v1) or GET /v2/models/M (v2). */
 sw_status sw_loadgen_parse_metadata(const char *text, size_t len, sw_loadgen_protocol p, sw_loadgen_signature *out);
 /* A :predict or /infer answer for rows examples: pred[i] is the index of the largest value
- * of example i's first output (the first one on ties, as `slipway eval` counts; NaN and
- * null never win), or its value when the output has one value per example (*k = 1);
- * *k is the number of values per example. */
+ * of example i's first output (as `slipway eval` and the server take it: the first on
+ * ties; null reads as NaN, which no comparison prefers), or its value when the output has
+ * one value per example (*k = 1); *k is the number of values per example. */
 sw_status sw_loadgen_parse_answer(const char *text, size_t len, sw_loadgen_protocol p, const char *output,
                                   int64_t rows, double *pred, int64_t *k);
 /* The :feedback answer: counts[0..4] = joined, unknown, expired, duplicate, invalid. */

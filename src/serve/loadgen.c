@@ -173,13 +173,14 @@ static bool flatten(const json_t *v, double *vals, int64_t cap, int64_t *n, int 
   return true;
 }
 
-/* The prediction of one example's values: argmax (first on ties, NaN never wins), or the
- * value itself when there is one. */
+/* The prediction of one example's values: the argmax exactly as `slipway eval` and the
+ * server's feedback take it (strictly greater wins, so the first on ties, and nothing
+ * beats a NaN in first place), or the value itself when there is one. */
 static double predict_of(const double *v, int64_t k) {
   if (k == 1) return v[0];
   int64_t best = 0;
   for (int64_t j = 1; j < k; j++)
-    if (v[j] > v[best] || (isnan(v[best]) && !isnan(v[j]))) best = j;
+    if (v[j] > v[best]) best = j;
   return (double)best;
 }
 
