@@ -471,7 +471,7 @@ static void test_conv_direct(void **state) {
   } shapes[] = {
       {1, 28, 28, 32, 3, 3, 1, 1, 1}, {32, 14, 14, 64, 3, 3, 1, 1, 1}, {3, 7, 5, 8, 5, 5, 2, 2, 2},
       {4, 6, 9, 16, 2, 2, 0, 1, 0},   {2, 1, 37, 8, 1, 7, 0, 0, 3},   {5, 9, 3, 24, 3, 1, 2, 0, 0},
-      {3, 5, 11, 8, 3, 3, 0, 0, 1},   {7, 3, 17, 40, 3, 3, 1, 1, 1},
+      {3, 5, 11, 8, 3, 3, 0, 0, 1},   {7, 3, 17, 40, 3, 3, 1, 1, 1},  {2, 4, 70, 8, 3, 3, 1, 1, 1},
   };
   /* what it must refuse, whatever the CPU */
   assert_false(sw__conv_direct_fits(12, 3, 3, 1, 1, 1, 1, 1, 14, 14)); /* channels not in 8s */
@@ -525,6 +525,21 @@ static void test_conv_direct(void **state) {
       }
       if (!(worst / top <= 1e-5))
         fail_msg("shape %zu relu %d: norm-wise error %g", s, relu, worst / top);
+      /* the fused 2x2 MaxPool of each plane: exactly the max of its window */
+      int64_t pho = ho / 2, pwo = w / 2;
+      float *pooled = malloc((size_t)(pho * pwo + 1) * sizeof(float));
+      assert_non_null(pooled);
+      for (int64_t o = 0; o < m && pho > 0 && pwo > 0; o++) {
+        const float *pl0 = y + o * plane;
+        sw__conv_direct_pool(pooled, pl0, w, pho, pwo);
+        for (int64_t oy = 0; oy < pho; oy++)
+          for (int64_t ox = 0; ox < pwo; ox++) {
+            const float *t = pl0 + 2 * oy * w + 2 * ox;
+            float e = fmaxf(fmaxf(t[0], t[1]), fmaxf(t[w], t[w + 1]));
+            assert_true(pooled[oy * pwo + ox] == e);
+          }
+      }
+      free(pooled);
     }
     free(x), free(wt), free(wr), free(b), free(y), free(ref), free(xb);
   }
