@@ -27,6 +27,7 @@ struct sw_server {
   sw__rollouts *ro;
   atomic_long in_flight;
   atomic_bool draining;
+  sw__monitor *monitor; /* NULL without --eval-every */
 };
 
 typedef enum {
@@ -586,6 +587,7 @@ static enum MHD_Result start_inference(conn_ctx *c) {
   if (st) return send_error(c, status_code(st), "%s", sw_last_error());
   if (c->s->cfg.n_faults && sw__fault_fails(&c->s->cfg, c->v->model, c->v->version))
     return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "injected failure (--debug-fail, for tests)");
+  if (c->s->monitor) sw__monitor_observe(c->s->monitor, c->v, &c->job.inputs);
   if (sw__version_run_inline(c->v, &c->job)) {
     c->state = ST_DONE;
     return finish_inference(c);
@@ -646,6 +648,7 @@ static enum MHD_Result dispatch(conn_ctx *c) {
     case R_METRICS: {
       sw_buf b = {0};
       sw_status rst = sw__stats_render(s->stats, &s->mgr, &b);
+      if (!rst && s->monitor) rst = sw__monitor_render(s->monitor, &b);
       sw__rollouts_render(s->ro, &b);
       if (rst || !b.data) {
         sw_buf_free(&b);
@@ -786,7 +789,7 @@ void sw_serve_config_default(sw_serve_config *c) {
   c->feedback_ttl_s = 3600;
 }
 
-static sw_status resolve_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len) {
+sw_status sw__resolve_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len) {
   const char *colon = strrchr(listen, ':');
   if (!colon || colon == listen || !colon[1]) return sw_error(SW_STATUS_INVALID, "--listen '%s': give HOST:PORT", listen);
   char host[256];
@@ -835,9 +838,17 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
     sw_server_free(s);
     return st;
   }
+  if (cfg->monitor) {
+    st = sw__monitor_new(cfg->monitor, &s->mgr, &s->monitor);
+    if (!st) sw__feedback_observe(s->fb, sw__monitor_outcome, s->monitor);
+    if (st) {
+      sw_server_free(s);
+      return st;
+    }
+  }
   struct sockaddr_storage ss;
   socklen_t sl = 0;
-  st = resolve_listen(cfg->listen ? cfg->listen : "127.0.0.1:8501", &ss, &sl);
+  st = sw__resolve_listen(cfg->listen ? cfg->listen : "127.0.0.1:8501", &ss, &sl);
   if (st) {
     sw_server_free(s);
     return st;
@@ -868,6 +879,7 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
     sw_server_free(s);
     return st;
   }
+  if (s->monitor && sw__monitor_start(s->monitor)) SW_LOGERR("serve: %s", sw_last_error());
   *out = s;
   return SW_STATUS_OK;
 }
@@ -892,8 +904,10 @@ void sw_server_drain(sw_server *s, double timeout_s) {
 
 void sw_server_free(sw_server *s) {
   if (!s) return;
+  sw__monitor_stop(s->monitor); /* it reads the manager */
   if (s->d) MHD_stop_daemon(s->d);
   sw__rollouts_free(s->ro); /* before the versions its mirrors hold */
+  sw__monitor_free(s->monitor); /* after the last request that could observe */
   if (s->mgr_ready) sw__manager_destroy(&s->mgr);
   sw__feedback_free(s->fb);
   sw__stats_free(s->stats);

@@ -345,6 +345,15 @@ static void finish_won(sw__rollouts *rs, rslot *sl, const char *reason, const ch
   /* follow the alias now, so requests that name no version keep getting the challenger
    * when the router lets go of them below */
   sw__manager_reconcile(rs->m, false);
+  /* the catalog serves it now: no longer pinned, so a later alias move is followed */
+  sw__model *md = sw__manager_find(rs->m, sl->model);
+  bool followed = false;
+  if (md) {
+    pthread_mutex_lock(&md->mu);
+    followed = md->policy_version == sl->challenger;
+    pthread_mutex_unlock(&md->mu);
+  }
+  if (followed) sw__manager_release(rs->m, sl->model, sl->challenger);
   sl->promotions++;
   sl->release_version = sl->incumbent;
   sl->release_at = sw_now() + sl->keep_previous_min * 60;
