@@ -23,6 +23,7 @@ typedef struct {
   sw__arm arm;     /* the rollout arm that answered (epoch 0: none) */
   double *spred;   /* shadow: the mirrored challenger's predictions (rows), NULL until in */
   double spred_one;
+  int64_t early_label; /* shadow, one row: a label that came before the mirror's answer (-1: none) */
 } entry;
 
 static void entry_release(entry *e) {
@@ -151,6 +152,7 @@ void sw__feedback_record_arm(sw__feedback *f, const char *id, sw__vstats *stats,
   e->at = sw_now();
   if (arm) e->arm = *arm;
   else memset(&e->arm, 0, sizeof e->arm);
+  e->early_label = -1;
   int64_t *head = &f->heads[hash(e->id) & (f->n_heads - 1)];
   e->hnext = *head;
   *head = (int64_t)slot;
@@ -178,6 +180,12 @@ void sw__feedback_attach_shadow(sw__feedback *f, const char *id, const double *p
       e->spred = p;
       p = NULL;
     }
+    /* the label was quicker than the mirror: judge the pair now */
+    if (e->early_label >= 0 && f->hook) {
+      int64_t c = e->early_label;
+      f->hook(f->hook_ctx, e->stats->model, &e->arm, c == (int64_t)e->pred[0], c == (int64_t)e->spred[0]);
+    }
+    e->early_label = -1;
   }
   pthread_mutex_unlock(&f->mu);
   sw_free(p);
@@ -254,11 +262,12 @@ void sw__feedback_join(sw__feedback *f, const char *model, const sw_feedback_ite
           rollout_label = true;
           label_correct = correct;
           shadow = e->spred ? c == (int64_t)e->spred[it->row] : -1;
+          if (e->arm.arm == SW__ARM_SHADOW && !e->spred && e->rows == 1) e->early_label = c;
         }
       }
     }
     pthread_mutex_unlock(&v->mu);
-    /* a mirrored request whose challenger answer is not in yet judges nothing */
+    /* a mirrored request whose challenger answer is not in yet is judged when it comes */
     if (rollout_label && (e->arm.arm != SW__ARM_SHADOW || shadow >= 0))
       f->hook(f->hook_ctx, v->model, &e->arm, label_correct, shadow);
   }

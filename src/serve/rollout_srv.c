@@ -44,9 +44,12 @@ typedef struct shadow_req {
   uint64_t epoch;
   sw__version *ch; /* a reference, dropped by the controller thread (never the compute thread) */
   sw__job job;
-  float *inc_out;  /* the incumbent's first output, rows * per */
+  sw__version *inc; /* the incumbent's twin run of the same inputs, for the latency */
+  sw__job twin;
+  atomic_int remaining; /* jobs not yet done (the last one hands it to the controller) */
+  bool refused;         /* the challenger's queue was full: nothing to compare */
+  float *inc_out;  /* the answer the user got: the incumbent's first output, rows * per */
   int64_t per;
-  double inc_ms;
   char id[80];
 } shadow_req;
 
@@ -382,13 +385,18 @@ static bool outputs_differ(const float *a, const float *b, int64_t rows, int64_t
 static void shadow_settle(sw__rollouts *rs, shadow_req *q) {
   rslot *sl = q->slot;
   int64_t rows = q->job.inputs.rows;
-  const sw__version *ch = q->ch;
+  const sw__version *ch = q->ch, *inc = q->inc;
+  if (q->refused) return;
+  /* both timed on the same path (queued on their compute threads, beside each other): the
+   * user's own answer ran another way (inline, usually) and would not compare fairly */
   double ch_ms = (q->job.t_end - q->job.t_start) * 1e3 + sw__fault_delay_ms(rs->cfg, ch->model, ch->version);
+  double inc_ms = (q->twin.t_end - q->twin.t_start) * 1e3 + sw__fault_delay_ms(rs->cfg, inc->model, inc->version);
   bool ch_err = q->job.status != SW_STATUS_OK || sw__fault_fails(rs->cfg, ch->model, ch->version);
+  bool inc_err = q->twin.status != SW_STATUS_OK || sw__fault_fails(rs->cfg, inc->model, inc->version);
   bool comparable = !ch_err && q->inc_out && ch->sig.out[0].dtype == SW_DTYPE_F32 && ch->sig.out[0].per == q->per;
   bool differ = comparable && outputs_differ(q->inc_out, q->job.out[0], rows, q->per);
   pthread_rwlock_rdlock(&sl->lock);
-  if (sl->active && sl->epoch == q->epoch && sl->r) sw_rollout_observe_shadow(sl->r, q->inc_ms, false, ch_ms, ch_err, differ);
+  if (sl->active && sl->epoch == q->epoch && sl->r) sw_rollout_observe_shadow(sl->r, inc_ms, inc_err, ch_ms, ch_err, differ);
   pthread_rwlock_unlock(&sl->lock);
   if (comparable && q->per > 1 && rows <= 4096) {
     double pred[4096];
@@ -405,7 +413,9 @@ static void shadow_settle(sw__rollouts *rs, shadow_req *q) {
 
 static void shadow_free(shadow_req *q) {
   sw__job_clear(&q->job, q->ch);
+  sw__job_clear(&q->twin, q->inc);
   sw__version_unref(q->ch);
+  sw__version_unref(q->inc);
   sw_free(q->inc_out);
   sw_free(q);
 }
@@ -551,6 +561,7 @@ static void on_label(void *ctx, const char *model, const sw__arm *arm, bool corr
 static void shadow_job_done(void *arg) {
   shadow_req *q = arg;
   sw__rollouts *rs = q->rs;
+  if (atomic_fetch_sub(&q->remaining, 1) != 1) return;
   pthread_mutex_lock(&rs->done_mu);
   q->next = rs->done;
   rs->done = q;
@@ -565,30 +576,38 @@ void sw__rollouts_mirror(sw__rollouts *rs, const sw__route *rt, const sw__versio
   bool live = sl->active && sl->epoch == rt->arm.epoch;
   int64_t ch_version = sl->challenger;
   pthread_rwlock_unlock(&sl->lock);
-  sw__version *ch = NULL;
+  sw__version *ch = NULL, *twin = NULL;
   if (!live || sw__manager_acquire(rs->m, sl->model, ch_version, NULL, &ch)) return;
+  if (sw__manager_acquire(rs->m, sl->model, inc->version, NULL, &twin)) {
+    sw__version_unref(ch);
+    return;
+  }
   bool same = ch->sig.n_in == inc->sig.n_in;
   for (size_t k = 0; same && k < inc->sig.n_in; k++)
     same = ch->sig.in[k].dtype == inc->sig.in[k].dtype && ch->sig.in[k].per == inc->sig.in[k].per;
   shadow_req *q = same ? sw_calloc(1, sizeof *q) : NULL;
   if (!q) {
     sw__version_unref(ch);
+    sw__version_unref(twin);
     return;
   }
   q->slot = sl;
   q->epoch = rt->arm.epoch;
   q->ch = ch;
+  q->inc = twin;
   snprintf(q->id, sizeof q->id, "%s", request_id);
   int64_t rows = job->inputs.rows;
-  q->job.inputs.rows = rows;
+  q->job.inputs.rows = q->twin.inputs.rows = rows;
   bool ok = true;
   for (size_t k = 0; ok && k < inc->sig.n_in; k++) {
     size_t bytes = (size_t)(rows * inc->sig.in[k].per) * sw_dtype_size(inc->sig.in[k].dtype);
     q->job.inputs.in[k] = sw_malloc(bytes ? bytes : 1);
-    ok = q->job.inputs.in[k] != NULL;
+    q->twin.inputs.in[k] = sw_malloc(bytes ? bytes : 1);
+    ok = q->job.inputs.in[k] && q->twin.inputs.in[k];
     if (ok) memcpy(q->job.inputs.in[k], job->inputs.in[k], bytes);
+    if (ok) memcpy(q->twin.inputs.in[k], job->inputs.in[k], bytes);
   }
-  for (size_t k = 0; k < SW_SERVE_MAX_IO; k++) q->job.inputs.want_out[k] = true;
+  for (size_t k = 0; k < SW_SERVE_MAX_IO; k++) q->job.inputs.want_out[k] = q->twin.inputs.want_out[k] = true;
   if (ok && inc->sig.out[0].dtype == SW_DTYPE_F32) {
     q->per = inc->sig.out[0].per;
     size_t bytes = (size_t)(rows * q->per) * sizeof(float);
@@ -596,16 +615,19 @@ void sw__rollouts_mirror(sw__rollouts *rs, const sw__route *rt, const sw__versio
     ok = q->inc_out != NULL;
     if (ok) memcpy(q->inc_out, job->out[0], bytes);
   }
-  /* the forward pass on both sides: the mirror's queueing differs by construction (it
-   * waits behind the user's answer, and goes through the compute thread) */
-  q->inc_ms = (job->t_end - job->t_start) * 1e3 + sw__fault_delay_ms(rs->cfg, inc->model, inc->version);
-  q->job.notify = shadow_job_done;
-  q->job.arg = q;
+  q->job.notify = q->twin.notify = shadow_job_done;
+  q->job.arg = q->twin.arg = q;
   q->rs = rs;
-  if (ok) atomic_fetch_add(&rs->pending, 1);
-  if (!ok || sw__version_submit(ch, &q->job)) {
-    if (ok) atomic_fetch_sub(&rs->pending, 1);
-    shadow_free(q); /* a full challenger queue sheds its mirrors: the users never wait on them */
+  atomic_init(&q->remaining, 2);
+  /* full queues shed mirrors: the users never wait on them */
+  if (!ok || sw__version_submit(twin, &q->twin)) {
+    shadow_free(q);
+    return;
+  }
+  atomic_fetch_add(&rs->pending, 1);
+  if (sw__version_submit(ch, &q->job)) {
+    q->refused = true;
+    shadow_job_done(q); /* the twin's completion hands it over */
   }
 }
 

@@ -211,7 +211,8 @@ typedef struct {
 void sw__feedback_record_arm(sw__feedback *f, const char *id, sw__vstats *stats, const double *pred, int64_t rows,
                              bool regression, const sw__arm *arm);
 /* The challenger's predictions of a mirrored request (shadow mode), joined later with the
- * incumbent's; nothing when the id has left the buffer. */
+ * incumbent's (a label that came first, for a one-row request, is judged here, through
+ * the hook); nothing when the id has left the buffer. */
 void sw__feedback_attach_shadow(sw__feedback *f, const char *id, const double *pred, int64_t rows);
 /* Called (under the buffer's lock: it must not call back into it) for every label joined
  * to a classification request that carried an arm: correct says whether the answer the

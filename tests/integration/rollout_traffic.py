@@ -1,18 +1,16 @@
 """Helpers of the rollout tests: classifiers of known accuracy on a synthetic labeled set
 (linear models with set weights, exported from PyTorch to ONNX: no training, so every
-run has the same accuracies), and a paced client that posts labeled traffic and its
-feedback to a server, as `slipway loadgen` would.
+run has the same accuracies), the set as a dataset dir, and `slipway loadgen` posting it
+as labeled traffic with its feedback.
 
 The set: 4 features, 3 classes; labels are argmax(W x) with a share of them redrawn at
 random (the noise), so W itself is right on 1 - noise * 2/3 of them and a model W + s E
 is worse by an amount set by s (found by bisection on the set itself)."""
 
-import http.client
 import json
-import random
-import threading
-import time
-from urllib.parse import urlparse
+import os
+import signal
+import subprocess
 
 import numpy as np
 import torch
@@ -60,78 +58,41 @@ def export_linear(w, path):
     return export(m, (torch.randn(2, 4),), ["x"], path)
 
 
-class Traffic:
-    """Threads posting one labeled example at a time at a set pace (each thread keeps its
-    own schedule of Poisson arrivals and sends late ones at once: open loop per thread),
-    as users u0..u{users-1}, and posting the labels back as feedback in small batches.
-    .answers: (user, version, status) of every answer; stop() ends it."""
+def prep_dataset(run, x, y, out):
+    """The set as a `slipway prep` dataset dir (its test split: every example, in order) for
+    `slipway loadgen`: one feature x of 4 floats, the label an int."""
+    out.mkdir(parents=True, exist_ok=True)
+    lines = "".join(json.dumps({"x": [float(v) for v in x[i]], "label": int(y[i])}) + "\n" for i in range(len(y)))
+    (out / "all.jsonl").write_text(lines)
+    (out / "few.jsonl").write_text("".join(lines.splitlines(keepends=True)[:200]))
+    r = run("prep", "--input", f"jsonl:{out / 'few.jsonl'}", "--test-input", out / "all.jsonl", "--split", "train=1",
+            "--max-z", "0", "--shards", "1", "--out", out / "ds")
+    assert r.returncode == 0, f"prep: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return out / "ds"
 
-    def __init__(self, url, model, x, y, rate=300, threads=4, users=400, feedback=True, headers=None, seed=1,
-                 label_path=None):
-        self.url, self.model, self.x, self.y = urlparse(url), model, x, y
-        self.rate, self.threads, self.users, self.feedback = rate, threads, users, feedback
-        self.headers = headers or {}
-        self.answers = []
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.path = label_path or f"/v1/models/{model}:predict"
-        self.workers = [threading.Thread(target=self._run, args=(seed * 1000 + i,), daemon=True) for i in range(threads)]
-        for t in self.workers:
-            t.start()
 
-    def _conn(self):
-        return http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=30)
+class Loadgen:
+    """`slipway loadgen` against a server: Poisson arrivals at rps, users u..., every label
+    posted back as feedback, until stop() (SIGTERM: it reports what ran). stop() returns
+    its JSON report (requests and accuracy per X-Model-Version)."""
 
-    def _post(self, conn, path, body, headers):
-        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json", **headers})
-        r = conn.getresponse()
-        data = r.read()
-        return r.status, r.getheader("X-Model-Version"), r.getheader("X-Request-Id"), data
-
-    def _run(self, seed):
-        rnd = random.Random(seed)
-        conn = self._conn()
-        pending = []
-        next_t = time.monotonic()
-        per_thread = self.rate / self.threads
-        while not self.stopping.is_set():
-            next_t += rnd.expovariate(per_thread)
-            wait = next_t - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            i = rnd.randrange(len(self.y))
-            user = f"u{rnd.randrange(self.users)}"
-            try:
-                code, version, rid, _ = self._post(conn, self.path, {"instances": [self.x[i].tolist()]},
-                                                   {"X-User-Id": user, **self.headers})
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = self._conn()
-                time.sleep(0.05)
-                continue
-            with self.lock:
-                self.answers.append((user, version, code))
-            if code == 200 and self.feedback:
-                pending.append({"id": rid, "label": int(self.y[i])})
-                if len(pending) >= 10:
-                    self._send_feedback(conn, pending)
-                    pending = []
-        if pending:
-            self._send_feedback(conn, pending)
-        conn.close()
-
-    def _send_feedback(self, conn, items):
-        try:
-            self._post(conn, f"/v1/models/{self.model}:feedback", {"feedback": items}, {})
-        except (OSError, http.client.HTTPException):
-            pass
+    def __init__(self, slipway, url, model, data, rps=300, users=400, seed=1, headers=(), duration=600):
+        args = [slipway, "loadgen", "--server", url, "--model", model, "--data", str(data), "--rps", str(rps),
+                "--duration", str(duration), "--feedback", "--users", str(users), "--seed", str(seed), "--json"]
+        for h in headers:
+            args += ["--header", h]
+        env = dict(os.environ)
+        env.setdefault("SLIPWAY_LOG", "warn")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def stop(self):
-        self.stopping.set()
-        for t in self.workers:
-            t.join(timeout=60)
-        return self.answers
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=120)
+        assert self.proc.returncode == 0, f"loadgen: exit {self.proc.returncode}\n{out}\n{err}"
+        return json.loads(out)
 
-    def count(self):
-        with self.lock:
-            return len(self.answers)
+
+def served(report, version):
+    """Answers of version in a loadgen report."""
+    return report["versions"].get(str(version), {}).get("answered", 0)

@@ -2,8 +2,9 @@
 challenger promoted through every step; a worse one (10 points less accurate), a slower
 one (5 ms, --debug-delay) and a failing one (5 %, --debug-fail) each rolled back before
 the 25 % step; stickiness; shadow mode; a server restarted mid-rollout resuming it;
-abort and promote by hand; bad input. Traffic is a paced Python client posting labeled
-examples and their feedback (rollout_traffic.py).
+abort and promote by hand; bad input. Traffic is `slipway loadgen` (open-loop Poisson
+arrivals of labeled examples, their feedback), or single requests where each user's
+answers matter.
 
 Run with /usr/bin/python3 -m pytest (python3-requests, python3-torch, python3-numpy)."""
 
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from conftest import describe
-from rollout_traffic import Traffic, dataset, export_linear, worse_weights
+from rollout_traffic import Loadgen, dataset, export_linear, prep_dataset, served, worse_weights
 from serving import Server
 
 # incumbent: W itself (about 97 % accurate on the set); better: the incumbent is 3
@@ -36,14 +37,16 @@ FAULTS = ["--debug-delay", "slow:2=5", "--debug-fail", "failing:2=0.05"]
 
 
 @pytest.fixture(scope="module")
-def data():
-    return dataset()
+def data(run, tmp_path_factory):
+    """(W, x, y, the dataset dir loadgen replays)."""
+    w, x, y = dataset()
+    return w, x, y, prep_dataset(run, x, y, tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
 def registry(run, data, tmp_path_factory):
     """A registry where every model of MODELS has version 1 (production) and 2."""
-    w, x, y = data
+    w, x, y, _ = data
     d = tmp_path_factory.mktemp("rollout")
     home = d / "home"
     env = {**os.environ, "SLIPWAY_HOME": str(home)}
@@ -91,10 +94,10 @@ def until(pred, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def with_traffic(server, model, data, proc_or_pred, timeout=60, **kw):
-    """Runs traffic until the `rollout start --wait` process ends (or pred is true)."""
-    _, x, y = data
-    t = Traffic(server.url, model, x, y, **kw)
+def with_traffic(slipway, server, model, data, proc_or_pred, timeout=60, **kw):
+    """Runs slipway loadgen until the `rollout start --wait` process ends (or pred is
+    true); returns that and loadgen's report."""
+    t = Loadgen(slipway, server.url, model, data[3], **kw)
     try:
         if isinstance(proc_or_pred, subprocess.Popen):
             out, err = proc_or_pred.communicate(timeout=timeout)
@@ -102,17 +105,13 @@ def with_traffic(server, model, data, proc_or_pred, timeout=60, **kw):
         else:
             result = until(proc_or_pred, timeout, "the rollout")
     finally:
-        answers = t.stop()
-    return result, answers
+        report = t.stop()
+    return result, report
 
 
 def start_wait(slipway, server, env, ref, *flags):
     return subprocess.Popen([slipway, "rollout", "start", ref, "--server", server.url, "--wait", *flags], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def served(answers, version):
-    return sum(1 for _, v, c in answers if v == str(version) and c == 200)
 
 
 # ---- a better challenger ---------------------------------------------------------------
@@ -122,7 +121,7 @@ def test_better_challenger_is_promoted_through_every_step(slipway, run, server, 
     _, env = registry
     p = start_wait(slipway, server, env, "good:2", "--steps", "10,50,100", "--min-requests-per-step", "60",
                    "--max-step-seconds", "60")
-    (rc, out, err), answers = with_traffic(server, "good", data, p)
+    (rc, out, err), report = with_traffic(slipway, server, "good", data, p)
     assert rc == 0, f"exit {rc}\n{out}\n{err}\n{server.logs()[-3000:]}"
     assert out.splitlines()[0].startswith("rollout "), out
     assert "promoted" in out.splitlines()[-1], out
@@ -132,7 +131,7 @@ def test_better_challenger_is_promoted_through_every_step(slipway, run, server, 
     assert acts == [("start", 10), ("advance", 50), ("advance", 100), ("promote", 100)], acts
     for d in decisions(rec):
         assert d["reason"] and isinstance(d["evidence"], dict), d
-    print(f"\npromoted after {len(answers)} requests ({served(answers, 2)} served by the challenger)")
+    print(f"\npromoted after {report['requests']['answered']} requests ({served(report, 2)} served by the challenger)")
     # the alias moved, with who and why; requests now get version 2
     show = run("registry", "show", "good@production", "--json", env=env)
     assert show.returncode == 0, describe(show)
@@ -163,15 +162,16 @@ def test_worse_challenger_is_rolled_back_before_the_25_percent_step(slipway, run
     _, env = registry
     p = start_wait(slipway, server, env, f"{model}:2", "--steps", "10,25,50,100", "--min-requests-per-step", "400",
                    "--max-step-seconds", "120")
-    (rc, out, err), answers = with_traffic(server, model, data, p, timeout=90)
+    (rc, out, err), report = with_traffic(slipway, server, model, data, p, timeout=90)
     assert rc == 3, f"exit {rc}\n{out}\n{err}\n{server.logs()[-3000:]}"
     rec = status(server, model)
     assert rec["state"] == "rolled_back" and rec["weight"] == 0, rec
     last = decisions(rec)[-1]
     assert last["action"] == "rollback" and last["step"] == 0, last
     assert why in last["reason"], last["reason"]
-    n_ch = served(answers, 2)
-    print(f"\n{model}: rolled back at step 0 (10 %) after {len(answers)} requests, {n_ch} served by the challenger: "
+    n_ch = served(report, 2)
+    print(f"\n{model}: rolled back at step 0 (10 %) after {report['requests']['answered']} requests, {n_ch} served by the "
+          f"challenger: "
           f"{last['reason']}")
     # the alias stays, the challenger is marked, a counter counts it
     show = json.loads(run("registry", "show", f"{model}:2", "--json", env=env).stdout)
@@ -260,14 +260,14 @@ def test_shadow_exposes_no_user_and_still_rolls_back_the_bad_one(slipway, server
     _, env = registry
     p = start_wait(slipway, server, env, "shadowed:2", "--mode", "shadow", "--steps", "50,100",
                    "--min-requests-per-step", "2000", "--max-step-seconds", "120")
-    (rc, out, err), answers = with_traffic(server, "shadowed", data, p, timeout=90)
+    (rc, out, err), report = with_traffic(slipway, server, "shadowed", data, p, timeout=90)
     assert rc == 3, f"exit {rc}\n{out}\n{err}\n{server.logs()[-3000:]}"
-    versions = {v for _, v, c in answers if c == 200}
-    assert versions == {"1"}, versions
+    assert set(report["versions"]) == {"1"} and served(report, 1) > 0, report["versions"]
     rec = status(server, "shadowed")
     last = decisions(rec)[-1]
     assert rec["state"] == "rolled_back" and last["action"] == "rollback" and "quality" in last["reason"], rec
-    print(f"\nshadow: rolled back after {len(answers)} requests, none answered by the challenger: {last['reason']}")
+    print(f"\nshadow: rolled back after {report['requests']['answered']} requests, none answered by the challenger: "
+          f"{last['reason']}")
 
 
 # ---- by hand, and bad input -------------------------------------------------------------------
@@ -334,7 +334,7 @@ def counts(evidence):
 
 
 def test_a_restarted_server_resumes_the_rollout(slipway, run, data, tmp_path):
-    w, x, y = data
+    w = data[0]
     home = tmp_path / "home"
     env = {**os.environ, "SLIPWAY_HOME": str(home)}
     f = export_linear(w, tmp_path / "m.onnx")
@@ -346,7 +346,7 @@ def test_a_restarted_server_resumes_the_rollout(slipway, run, data, tmp_path):
         r = admin_start(s, {"model": "resumed", "challenger": 2, "mode": "canary",
                             "policy": {"steps": [10, 50, 100], "min_requests_per_step": 60, "max_step_seconds": 120}})
         assert r.status_code == 201, r.text
-        _, answers = with_traffic(s, "resumed", data, lambda: status(s, "resumed")["step"] >= 1, timeout=60)
+        _, report = with_traffic(slipway, s, "resumed", data, lambda: status(s, "resumed")["step"] >= 1, timeout=60)
         time.sleep(0.5)
         before = status(s, "resumed")
         assert before["state"] == "running", before
@@ -360,7 +360,9 @@ def test_a_restarted_server_resumes_the_rollout(slipway, run, data, tmp_path):
         assert decisions(after)[-1]["action"] == "resume", decisions(after)[-1]
         assert counts(after["live"]["evidence"]) == counts(before["live"]["evidence"])
         # and it carries on to the end
-        _, more = with_traffic(s, "resumed", data, lambda: status(s, "resumed")["state"] == "promoted", timeout=60)
-        print(f"\nresumed at step {after['step']} after {len(answers)} requests; promoted after {len(more)} more")
+        _, more = with_traffic(slipway, s, "resumed", data, lambda: status(s, "resumed")["state"] == "promoted", timeout=60,
+                               seed=2)
+        print(f"\nresumed at step {after['step']} after {report['requests']['answered']} requests; promoted after "
+              f"{more['requests']['answered']} more")
     finally:
         assert s.stop() == 0
