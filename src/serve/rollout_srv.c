@@ -34,7 +34,7 @@ typedef struct sw__rslot {
   double last_snapshot;
   int64_t release_version; /* the incumbent a promotion left loaded, until release_at */
   double release_at;
-  uint64_t rollbacks, promotions;
+  atomic_uint_fast64_t rollbacks, promotions; /* read by /metrics without op */
 } rslot;
 
 typedef struct shadow_req {
@@ -124,6 +124,8 @@ static rslot *slot_for(sw__rollouts *rs, const char *model) {
   }
   pthread_rwlock_init(&sl->lock, NULL);
   pthread_mutex_init(&sl->op, NULL);
+  atomic_init(&sl->rollbacks, 0);
+  atomic_init(&sl->promotions, 0);
   pthread_mutex_lock(&rs->mu);
   rslot **a = sw_realloc(rs->slots, (rs->n_slots + 1) * sizeof *a);
   if (a) {
@@ -326,7 +328,7 @@ static void finish_lost(sw__rollouts *rs, rslot *sl, const char *action, const c
   set_inactive(sl);
   record(rs, sl, action, reason, who);
   if (!strcmp(action, "rollback")) {
-    sl->rollbacks++;
+    atomic_fetch_add(&sl->rollbacks, 1);
     pthread_mutex_lock(&rs->reg_mu);
     sw_status st = sw_registry_state_set(rs->reg, sl->model, sl->challenger, "rolled_back", "rollout", reason);
     pthread_mutex_unlock(&rs->reg_mu);
@@ -357,7 +359,7 @@ static void finish_won(sw__rollouts *rs, rslot *sl, const char *reason, const ch
     pthread_mutex_unlock(&md->mu);
   }
   if (followed) sw__manager_release(rs->m, sl->model, sl->challenger);
-  sl->promotions++;
+  atomic_fetch_add(&sl->promotions, 1);
   sl->release_version = sl->incumbent;
   sl->release_at = sw_now() + sl->keep_previous_min * 60;
   set_inactive(sl);
@@ -651,14 +653,14 @@ static int answer_record(sw__rollouts *rs, rslot *sl, int64_t id, int code, json
   sw_status st = sw_registry_rollout_get(rs->reg, id, &rec);
   pthread_mutex_unlock(&rs->reg_mu);
   if (st) return answer_error(answer, 500, "reading rollout %lld from the registry: %s", (long long)id, sw_last_error());
+  if (sl) pthread_rwlock_rdlock(&sl->lock);
   if (sl && sl->id == id && sl->r) {
-    pthread_rwlock_rdlock(&sl->lock);
     json_t *ev = sw_rollout_evidence_json(sl->r);
     json_object_set_new(rec, "live", json_pack("{s:s, s:I, s:I, s:b, s:o}", "state", sw_rollout_state(sl->r), "weight",
                                                (json_int_t)sw_rollout_weight(sl->r), "step", (json_int_t)sw_rollout_step(sl->r),
                                                "routing", sl->active, "evidence", ev ? ev : json_object()));
-    pthread_rwlock_unlock(&sl->lock);
   }
+  if (sl) pthread_rwlock_unlock(&sl->lock);
   *answer = rec;
   return code;
 }
@@ -951,9 +953,9 @@ void sw__rollouts_render(sw__rollouts *rs, sw_buf *out) {
       pthread_mutex_unlock(&rs->mu);
       pthread_rwlock_rdlock(&sl->lock);
       if (h == 3) {
-        sw_buf_printf(out, "slipway_rollbacks_total{model=\"%s\"} %llu\n", sl->model, (unsigned long long)sl->rollbacks);
+        sw_buf_printf(out, "slipway_rollbacks_total{model=\"%s\"} %llu\n", sl->model, (unsigned long long)atomic_load(&sl->rollbacks));
       } else if (h == 4) {
-        sw_buf_printf(out, "slipway_rollout_promotions_total{model=\"%s\"} %llu\n", sl->model, (unsigned long long)sl->promotions);
+        sw_buf_printf(out, "slipway_rollout_promotions_total{model=\"%s\"} %llu\n", sl->model, (unsigned long long)atomic_load(&sl->promotions));
       } else if (sl->r && h == 0) {
         sw_buf_printf(out, "slipway_rollout_weight{model=\"%s\",challenger=\"%lld\"} %d\n", sl->model, (long long)sl->challenger,
                       sw_rollout_weight(sl->r));

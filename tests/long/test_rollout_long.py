@@ -14,7 +14,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from rollout_traffic import Traffic, dataset, export_linear, worse_weights  # noqa: E402
+from rollout_traffic import Loadgen, dataset, export_linear, prep_dataset, worse_weights  # noqa: E402
 from serving import Server  # noqa: E402
 
 SLIPWAY = os.environ.get("SLIPWAY_BIN", str(REPO / "build" / "slipway"))
@@ -24,6 +24,10 @@ def run(*args, env=None):
     r = subprocess.run([SLIPWAY, *[str(a) for a in args]], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, f"{args}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
     return r
+
+
+def run_any(*args, **kw):
+    return subprocess.run([SLIPWAY, *[str(a) for a in args]], capture_output=True, text=True, timeout=300)
 
 
 def start(server, model, challenger, policy):
@@ -52,6 +56,7 @@ def until_done(server, model, timeout):
 
 def test_two_points_worse_is_caught_given_enough_labels(tmp_path):
     w, x, y = dataset()
+    data = prep_dataset(run_any, x, y, tmp_path / "data")
     env = {**os.environ, "SLIPWAY_HOME": str(tmp_path / "home")}
     run("registry", "register", "--onnx", export_linear(w, tmp_path / "inc.onnx"), "--name", "m", env=env)
     run("registry", "register", "--onnx", export_linear(worse_weights(w, x, y, 0.02), tmp_path / "ch.onnx"), "--name", "m",
@@ -60,15 +65,15 @@ def test_two_points_worse_is_caught_given_enough_labels(tmp_path):
     s = Server(SLIPWAY, tmp_path, "--poll", "0.2")
     try:
         start(s, "m", 2, {"steps": [25, 50, 100], "min_requests_per_step": 10**6, "max_step_seconds": 3600})
-        t = Traffic(s.url, "m", x, y, rate=400, threads=6)
+        t = Loadgen(SLIPWAY, s.url, "m", data, rps=600)
         try:
             rec = until_done(s, "m", 600)
         finally:
-            answers = t.stop()
+            report = t.stop()
         assert rec["state"] == "rolled_back", rec
         last = [d for d in rec["decisions"] if d["action"] != "snapshot"][-1]
         q = last["evidence"]["quality"]
-        print(f"\n2 points worse: rolled back after {len(answers)} requests "
+        print(f"\n2 points worse: rolled back after {report['requests']['answered']} requests "
               f"({q['challenger']['n']} challenger labels, {q['incumbent']['n']} incumbent labels): {last['reason']}")
     finally:
         assert s.stop() == 0
@@ -76,6 +81,7 @@ def test_two_points_worse_is_caught_given_enough_labels(tmp_path):
 
 def test_twenty_live_aa_rollouts(tmp_path):
     w, x, y = dataset()
+    data = prep_dataset(run_any, x, y, tmp_path / "data")
     env = {**os.environ, "SLIPWAY_HOME": str(tmp_path / "home")}
     f = export_linear(w, tmp_path / "m.onnx")
     n = 20
@@ -87,11 +93,11 @@ def test_twenty_live_aa_rollouts(tmp_path):
     try:
         for k in range(n):
             start(s, "aa", k + 2, {"steps": [10, 50, 100], "min_requests_per_step": 200, "max_step_seconds": 120})
-            t = Traffic(s.url, "aa", x, y, rate=400, threads=6, seed=k + 1)
+            t = Loadgen(SLIPWAY, s.url, "aa", data, rps=600, seed=k + 1)
             try:
                 rec = until_done(s, "aa", 300)
             finally:
-                requests_total += len(t.stop())
+                requests_total += t.stop()["requests"]["answered"]
             if rec["state"] == "rolled_back":
                 rollbacks += 1
                 reasons.append([d for d in rec["decisions"] if d["action"] == "rollback"][-1]["reason"])
