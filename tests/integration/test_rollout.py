@@ -152,6 +152,8 @@ def test_better_challenger_is_promoted_through_every_step(slipway, run, server, 
     assert 'slipway_rollout_promotions_total{model="good"} 1' in metrics, metrics
     assert 'slipway_rollout_weight{model="good",challenger="2"} 100' in metrics
     assert 'slipway_rollout_evidence{model="good",challenger="2",metric="quality"}' in metrics
+    lint = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 # ---- worse challengers: rolled back before the 25 % step -------------------------------
@@ -301,6 +303,14 @@ def test_manual_promote_a_second_rollout_and_bad_input(run, server, registry):
     assert bad.returncode == 1 and "404" in bad.stderr, describe(bad)
     bad = rollout(run, server, env, "start", "manual")
     assert bad.returncode == 2, describe(bad)
+    bad = rollout(run, server, env, "start", "manual:2", "--mode", "ab")
+    assert bad.returncode == 2 and "--ab-header" in bad.stderr, describe(bad)
+    bad = run("rollout", env=env)
+    assert bad.returncode == 2 and "subcommand" in bad.stderr, describe(bad)
+    bad = rollout(run, server, {**env, "SLIPWAY_HOME": str(registry[0] / "nohome")}, "status", "manual")
+    assert bad.returncode == 1 and "admin token" in bad.stderr, describe(bad)
+    bad = rollout(run, server, {**env, "SLIPWAY_ADMIN_TOKEN": "x" * 40}, "status", "manual")
+    assert bad.returncode == 1 and "401" in bad.stderr, describe(bad)
 
     st = rollout(run, server, env, "start", "manual:2", "--steps", "5,100", "--min-requests-per-step", "1000000")
     assert st.returncode == 0 and st.stdout.startswith("rollout "), describe(st)
