@@ -251,6 +251,7 @@ static sw_status rollout_alloc(const sw_rollout_config *cfg, sw_rollout **out) {
 
 sw_status sw_rollout_new(const sw_rollout_config *cfg, double now_s, sw_rollout **out) {
   sw_rollout *r;
+  *out = NULL;
   sw_status st = rollout_alloc(cfg, &r);
   if (st) return st;
   uint64_t bits;
