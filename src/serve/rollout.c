@@ -722,9 +722,9 @@ sw_status sw_rollout_restore(const sw_rollout_config *cfg, const json_t *saved, 
     goto fail;
   }
   sw_rollout_action pa = SW_ROLLOUT_NONE;
-  if (!strcmp(pending, "rollback")) pa = SW_ROLLOUT_ROLLBACK;
+  if (!strcmp(pending, "rollback") && s == ST_ROLLED_BACK) pa = SW_ROLLOUT_ROLLBACK;
   else if (strcmp(pending, "none")) {
-    st = sw_error(SW_STATUS_FORMAT, "saved rollout: pending action '%s'", pending);
+    st = sw_error(SW_STATUS_FORMAT, "saved rollout: pending action '%s' in state %s", pending, state);
     goto fail;
   }
   size_t n_used = 0;
