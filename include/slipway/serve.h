@@ -245,7 +245,13 @@ void sw_rollout_observe_shadow_label(sw_rollout *r, bool incumbent_correct, bool
 sw_status sw_rollout_set_latency_threshold(sw_rollout *r, double ms);
 double sw_rollout_latency_threshold(const sw_rollout *r);
 
-typedef enum { SW_ROLLOUT_NONE, SW_ROLLOUT_ADVANCE, SW_ROLLOUT_HOLD, SW_ROLLOUT_ROLLBACK, SW_ROLLOUT_PROMOTE } sw_rollout_action;
+typedef enum {
+  SW_ROLLOUT_NONE,
+  SW_ROLLOUT_ADVANCE,
+  SW_ROLLOUT_HOLD,
+  SW_ROLLOUT_ROLLBACK,
+  SW_ROLLOUT_PROMOTE
+} sw_rollout_action;
 /* "none" | "advance" | "hold" | "rollback" | "promote" (the decisions' "action"). */
 const char *sw_rollout_action_name(sw_rollout_action a);
 /* Judges the evidence now; returns a transition (once each) and a sentence saying why

@@ -251,6 +251,7 @@ static sw_status rollout_alloc(const sw_rollout_config *cfg, sw_rollout **out) {
 
 sw_status sw_rollout_new(const sw_rollout_config *cfg, double now_s, sw_rollout **out) {
   sw_rollout *r;
+  *out = NULL;
   sw_status st = rollout_alloc(cfg, &r);
   if (st) return st;
   uint64_t bits;
@@ -522,7 +523,8 @@ sw_rollout_action sw_rollout_tick(sw_rollout *r, double now_s, char *reason, siz
     int w = r->weight;
     if (r->step + 1 >= r->cfg.n_steps) {
       a = SW_ROLLOUT_PROMOTE;
-      at = put_reason(reason, reason_cap, at, "promoted: the last step (%d%%) passed with %lld %s (minimum %lld) in %.0f s; nothing worse: ",
+      at = put_reason(reason, reason_cap, at,
+                      "promoted: the last step (%d%%) passed with %lld %s (minimum %lld) in %.0f s; nothing worse: ",
                       w, (long long)have, unit, (long long)need, elapsed);
       put_tests(r, reason, reason_cap, at);
       store_int(&r->state, ST_PROMOTED);
@@ -530,7 +532,9 @@ sw_rollout_action sw_rollout_tick(sw_rollout *r, double now_s, char *reason, siz
     } else {
       a = SW_ROLLOUT_ADVANCE;
       int next = r->cfg.steps[r->step + 1];
-      at = put_reason(reason, reason_cap, at, "advanced to step %zu (%d%%): step %zu (%d%%) had %lld %s (minimum %lld) in %.0f s; nothing worse: ",
+      at = put_reason(reason, reason_cap, at,
+                      "advanced to step %zu (%d%%): step %zu (%d%%) had %lld %s (minimum %lld) in %.0f s; "
+                      "nothing worse: ",
                       r->step + 1, next, r->step, w, (long long)have, unit, (long long)need, elapsed);
       put_tests(r, reason, reason_cap, at);
       r->step++;
@@ -543,14 +547,17 @@ sw_rollout_action sw_rollout_tick(sw_rollout *r, double now_s, char *reason, siz
     }
   } else if (!r->step_held && elapsed >= r->cfg.max_step_seconds) {
     a = SW_ROLLOUT_HOLD;
-    at = put_reason(reason, reason_cap, at, "holding at step %zu (%d%%): after %.0f s (limit %.0f s) ", r->step, r->weight,
+    at = put_reason(reason, reason_cap, at, "holding at step %zu (%d%%): after %.0f s (limit %.0f s) ", r->step,
+                    r->weight,
                     elapsed, r->cfg.max_step_seconds);
-    if (have < need) at = put_reason(reason, reason_cap, at, "only %lld of %lld %s", (long long)have, (long long)need, unit);
+    if (have < need)
+      at = put_reason(reason, reason_cap, at, "only %lld of %lld %s", (long long)have, (long long)need, unit);
     else at = put_reason(reason, reason_cap, at, "the %lld %s are in", (long long)have, unit);
     if (threshold_missing)
       at = put_reason(reason, reason_cap, at, "%s the latency threshold still needs %d more incumbent requests",
                       have < need ? " and" : " but", LATENCY_SAMPLES - r->n_latency_samples);
-    at = put_reason(reason, reason_cap, at, "; too little traffic is not a failure: still serving %d%%, advancing when the evidence is in; ",
+    at = put_reason(reason, reason_cap, at,
+                    "; too little traffic is not a failure: still serving %d%%, advancing when the evidence is in; ",
                     r->weight);
     put_tests(r, reason, reason_cap, at);
     r->step_held = true;
@@ -629,7 +636,8 @@ json_t *sw_rollout_save(const sw_rollout *r) {
   for (int k = 0; k < M_COUNT; k++) {
     const metric *m = &r->m[k];
     if (!m->used) continue;
-    json_t *t = json_pack("{s:o, s:o, s:o}", "test", sw_seq_save(&m->test), "challenger", arm_json(m->ch_n, m->ch_events),
+    json_t *t = json_pack("{s:o, s:o, s:o}", "test", sw_seq_save(&m->test), "challenger",
+                          arm_json(m->ch_n, m->ch_events),
                           "incumbent", arm_json(m->in_n, m->in_events));
     if (!t || json_object_set_new(tests, metric_name[k], t)) goto fail;
   }
@@ -701,7 +709,8 @@ sw_status sw_rollout_restore(const sw_rollout_config *cfg, const json_t *saved, 
   }
   int want = s == ST_PROMOTED ? 100 : s == ST_ROLLED_BACK || s == ST_ABORTED ? 0 : cfg->steps[step];
   if (weight != want) {
-    st = sw_error(SW_STATUS_INVALID, "saved rollout: weight %d does not fit step %lld (%s) of the config (%d%%)", weight,
+    st = sw_error(SW_STATUS_INVALID, "saved rollout: weight %d does not fit step %lld (%s) of the config (%d%%)",
+                  weight,
                   (long long)step, state, want);
     goto fail;
   }
@@ -721,9 +730,9 @@ sw_status sw_rollout_restore(const sw_rollout_config *cfg, const json_t *saved, 
     goto fail;
   }
   sw_rollout_action pa = SW_ROLLOUT_NONE;
-  if (!strcmp(pending, "rollback")) pa = SW_ROLLOUT_ROLLBACK;
+  if (!strcmp(pending, "rollback") && s == ST_ROLLED_BACK) pa = SW_ROLLOUT_ROLLBACK;
   else if (strcmp(pending, "none")) {
-    st = sw_error(SW_STATUS_FORMAT, "saved rollout: pending action '%s'", pending);
+    st = sw_error(SW_STATUS_FORMAT, "saved rollout: pending action '%s' in state %s", pending, state);
     goto fail;
   }
   size_t n_used = 0;
