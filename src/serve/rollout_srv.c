@@ -646,13 +646,20 @@ static int answer_error(json_t **answer, int code, const char *fmt, ...) {
   return code;
 }
 
+/* 500 for a failure of the server's own (the registry): the detail, which may name
+ * paths, goes to the log, as the server's other answers keep it. */
+static int answer_internal(json_t **answer, const char *what) {
+  SW_LOGERR("rollouts: %s: %s", what, sw_last_error());
+  return answer_error(answer, 500, "%s failed (see the server's log)", what);
+}
+
 /* The record of a rollout with the live state of its controller when it is the slot's. */
 static int answer_record(sw__rollouts *rs, rslot *sl, int64_t id, int code, json_t **answer) {
   json_t *rec = NULL;
   pthread_mutex_lock(&rs->reg_mu);
   sw_status st = sw_registry_rollout_get(rs->reg, id, &rec);
   pthread_mutex_unlock(&rs->reg_mu);
-  if (st) return answer_error(answer, 500, "reading rollout %lld from the registry: %s", (long long)id, sw_last_error());
+  if (st) return answer_internal(answer, "reading the rollout from the registry");
   if (sl) pthread_rwlock_rdlock(&sl->lock);
   if (sl && sl->id == id && sl->r) {
     json_t *ev = sw_rollout_evidence_json(sl->r);
@@ -678,8 +685,15 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
   const json_t *chv = json_object_get(j, "challenger");
   const char *mode_name = json_string_value(json_object_get(j, "mode"));
   int64_t challenger = 0;
-  if (json_is_integer(chv)) challenger = json_integer_value(chv);
-  else if (json_is_string(chv)) challenger = strtoll(json_string_value(chv), NULL, 10);
+  if (json_is_integer(chv)) {
+    challenger = json_integer_value(chv);
+  } else if (json_is_string(chv)) {
+    const char *t = json_string_value(chv);
+    size_t n = strlen(t);
+    bool digits = n > 0 && n <= 15;
+    for (size_t i = 0; digits && i < n; i++) digits = t[i] >= '0' && t[i] <= '9';
+    challenger = digits ? strtoll(t, NULL, 10) : 0;
+  }
   sw_rollout_mode mode = SW_ROLLOUT_CANARY;
   if (mode_name && !strcmp(mode_name, "ab")) mode = SW_ROLLOUT_AB;
   else if (mode_name && !strcmp(mode_name, "shadow")) mode = SW_ROLLOUT_SHADOW;
@@ -735,7 +749,7 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
   bool rejected = ver_state && !strcmp(ver_state, "rejected");
   json_decref(ver);
   if (st) {
-    code = answer_error(answer, 500, "reading the registry: %s", sw_last_error());
+    code = answer_internal(answer, "reading the registry");
     goto out;
   }
   if (st2 == SW_STATUS_NOT_FOUND) {
@@ -743,7 +757,7 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
     goto out;
   }
   if (st2) {
-    code = answer_error(answer, 500, "reading the registry: %s", sw_last_error());
+    code = answer_internal(answer, "reading the registry");
     goto out;
   }
   if (!incumbent) {
@@ -818,7 +832,7 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
   if (st) {
     sw_rollout_free(r);
     sw__manager_release(rs->m, model, challenger);
-    code = answer_error(answer, 500, "recording the rollout: %s", sw_last_error());
+    code = answer_internal(answer, "recording the rollout in the registry");
     goto unlock;
   }
   pthread_rwlock_wrlock(&sl->lock);
@@ -924,7 +938,7 @@ int sw__rollouts_admin(sw__rollouts *rs, const char *method, const char *model, 
     return answer_error(answer, 409, "rollouts need the registry as the catalog (this server serves --model-file files)");
   if (action[0]) return admin_by_hand(rs, model, !strcmp(action, "promote"), answer);
   int64_t id = 0;
-  if (latest_id(rs, model, &id)) return answer_error(answer, 500, "reading the registry: %s", sw_last_error());
+  if (latest_id(rs, model, &id)) return answer_internal(answer, "reading the registry");
   if (!id) return answer_error(answer, 404, "model '%s' has had no rollout", model);
   return answer_record(rs, find_slot(rs, model), id, 200, answer);
 }
