@@ -32,6 +32,7 @@ MODELS = {
     "sticky": (0.0, 0.0),
     "manual": (0.0, 0.0),
     "abtest": (0.0, 0.0),
+    "quiet": (0.0, 0.0),
 }
 FAULTS = ["--debug-delay", "slow:2=5", "--debug-fail", "failing:2=0.05"]
 
@@ -270,6 +271,21 @@ def test_shadow_exposes_no_user_and_still_rolls_back_the_bad_one(slipway, server
     assert rec["state"] == "rolled_back" and last["action"] == "rollback" and "quality" in last["reason"], rec
     print(f"\nshadow: rolled back after {report['requests']['answered']} requests, none answered by the challenger: "
           f"{last['reason']}")
+
+
+def test_too_little_traffic_holds_and_says_so(run, server, registry):
+    _, env = registry
+    r = admin_start(server, {"model": "quiet", "challenger": 2, "mode": "canary",
+                             "policy": {"steps": [10, 100], "min_requests_per_step": 50, "max_step_seconds": 1}})
+    assert r.status_code == 201, r.text
+    rec = until(lambda: (lambda x: x if x["state"] == "holding" else None)(status(server, "quiet")), 30, "a hold")
+    hold = decisions(rec)[-1]
+    assert hold["action"] == "hold" and hold["weight"] == 10 and hold["reason"], hold
+    # still serving at its weight, and the record says why
+    assert rec["live"]["routing"] and rec["live"]["weight"] == 10, rec["live"]
+    st = rollout(run, server, env, "status", "quiet")
+    assert st.returncode == 0 and "state holding" in st.stdout and "hold" in st.stdout, describe(st)
+    assert rollout(run, server, env, "abort", "quiet").returncode == 0
 
 
 # ---- by hand, and bad input -------------------------------------------------------------------
