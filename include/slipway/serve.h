@@ -190,6 +190,9 @@ typedef struct {
   double feedback_ttl_s;     /* and for how long (default 3600) */
   const char **only;         /* --model NAME[:V|@ALIAS]; NULL/0: every model */
   size_t n_only;
+  bool from_registry;        /* the catalog is the registry below (the dashboard reads it) */
+  const char *registry_url;  /* as sw_registry_open takes them (NULL: the defaults) */
+  const char *registry_home;
 } sw_serve_config;
 
 void sw_serve_config_default(sw_serve_config *c);

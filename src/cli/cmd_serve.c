@@ -225,6 +225,9 @@ int sw_cmd_serve(int argc, char **argv) {
   if (n_labels && !n_files) return sw_cli_usage_error("serve", "--label goes with --model-file (the registry has aliases)");
   cfg.only = only;
   cfg.n_only = n_only;
+  cfg.from_registry = n_files == 0;
+  cfg.registry_url = registry;
+  cfg.registry_home = home;
 
   sw_catalog cat = {0};
   sw_server *server = NULL;

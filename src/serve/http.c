@@ -26,6 +26,7 @@ struct sw_server {
   sw__feedback *fb;
   atomic_long in_flight;
   atomic_bool draining;
+  sw__api *api; /* the dashboard's read-only API */
 };
 
 typedef enum {
@@ -45,12 +46,15 @@ typedef enum {
   R_ADMIN_LOAD,
   R_ADMIN_UNLOAD,
   R_ADMIN_RELOAD,
-  R_ADMIN_OTHER
+  R_ADMIN_OTHER,
+  R_API,
+  R_UI
 } route_kind;
 
 static const char *const api_names[] = {"other",     "tf_status", "tf_metadata", "predict",  "classify", "feedback",
                                         "v2_server", "v2_health", "v2_health",   "v2_metadata", "v2_ready", "infer",
-                                        "metrics",   "admin",     "admin",       "admin",    "admin"};
+                                        "metrics",   "admin",     "admin",       "admin",    "admin",
+                                        "api",       "ui"};
 
 typedef struct {
   route_kind kind;
@@ -76,6 +80,8 @@ typedef struct {
   sw__version *v;
   sw__job job;
   int64_t model_version; /* for X-Model-Version; 0 none */
+  const char *url;        /* this callback's URL path (MHD's, valid during the callback) */
+  const sw__reply *reply; /* the dashboard's caching headers for send_buf */
 } conn_ctx;
 
 /* ---- responses ------------------------------------------------------------------- */
@@ -103,6 +109,9 @@ static enum MHD_Result send_buf(conn_ctx *c, int code, const char *type, sw_buf 
     MHD_add_response_header(resp, "Inference-Header-Content-Length", hl);
   }
   if (code == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+  if (c->reply && c->reply->etag[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, c->reply->etag);
+  if (c->reply && c->reply->cache_control) MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, c->reply->cache_control);
+  if (c->reply && c->reply->location) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, c->reply->location);
   if (atomic_load(&c->s->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   enum MHD_Result r = MHD_queue_response(c->conn, (unsigned)code, resp);
   MHD_destroy_response(resp);
@@ -200,6 +209,15 @@ static void parse_route(const char *url, const char *method, route *r) {
   const char *seg[8];
   size_t len[8];
   size_t n = segments(url, seg, len, 8);
+  /* the dashboard: its pages (GET or HEAD) and its read-only API (GET) */
+  if (n == 0 || seg_is(seg[0], len[0], "ui") || seg_is(seg[0], len[0], "api")) {
+    r->kind = n && seg_is(seg[0], len[0], "api") ? R_API : R_UI;
+    if (!get && !(r->kind == R_UI && !strcmp(method, "HEAD"))) {
+      r->error = MHD_HTTP_METHOD_NOT_ALLOWED;
+      r->why = "use GET";
+    }
+    return;
+  }
   if (n > 8) goto not_found;
   route_kind want_get = R_NONE, want_post = R_NONE;
   if (n >= 3 && seg_is(seg[0], len[0], "v1") && seg_is(seg[1], len[1], "models")) {
@@ -525,6 +543,27 @@ static enum MHD_Result answer_admin(conn_ctx *c) {
                              c->r.kind == R_ADMIN_LOAD ? "AVAILABLE" : "END"));
 }
 
+/* ---- the dashboard ------------------------------------------------------------------------- */
+
+static const char *query_arg(void *ctx, const char *name) {
+  return MHD_lookup_connection_value(((conn_ctx *)ctx)->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result answer_dashboard(conn_ctx *c) {
+  sw__reply rep;
+  if (c->r.kind == R_UI) {
+    sw__ui_answer(c->url, MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH), &rep);
+  } else if (strncmp(c->url, "/api/v1", 7) || (c->url[7] && c->url[7] != '/')) {
+    return send_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint (the dashboard's API is /api/v1/)");
+  } else {
+    sw__api_answer(c->s->api, c->s->stats, &c->s->mgr, c->url + 7, query_arg, c, &rep);
+  }
+  c->reply = &rep;
+  enum MHD_Result r = send_buf(c, rep.status, rep.content_type, &rep.body, 0);
+  c->reply = NULL;
+  return r;
+}
+
 /* ---- inference -------------------------------------------------------------------------- */
 
 static void job_done(void *arg) {
@@ -635,6 +674,8 @@ static enum MHD_Result dispatch(conn_ctx *c) {
     case R_ADMIN_UNLOAD:
     case R_ADMIN_RELOAD:
     case R_ADMIN_OTHER: return answer_admin(c);
+    case R_API:
+    case R_UI: return answer_dashboard(c);
     default: break;
   }
   /* the rest name a model version */
@@ -714,6 +755,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (c->state == ST_DONE) return finish_inference(c);
   if (c->state == ST_ANSWERED) return MHD_YES;
   if (c->too_large) return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the body is larger than %zu bytes", s->cfg.max_body);
+  c->url = url;
   return dispatch(c);
 }
 
@@ -779,6 +821,7 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
   if (!cfg->admin_token || strlen(cfg->admin_token) < 16) st = sw_error(SW_STATUS_INVALID, "the admin token must have at least 16 characters");
   if (!st && !(s->token = sw_strdup(cfg->admin_token))) st = sw_error(SW_STATUS_NOMEM, "out of memory");
   if (!st) st = sw__stats_new(&s->stats);
+  if (!st) st = sw__api_new(cfg->from_registry, cfg->registry_url, cfg->registry_home, &s->api);
   if (!st) st = sw__feedback_new(cfg->feedback_capacity, cfg->feedback_ttl_s, &s->fb);
   sw__version_opts o = {cfg->compute_threads, cfg->max_batch, cfg->max_queue, cfg->batch_timeout_us};
   if (!st) st = sw__manager_init(&s->mgr, cat, &o, s->stats, cfg->only, cfg->n_only);
@@ -844,6 +887,7 @@ void sw_server_free(sw_server *s) {
   if (s->mgr_ready) sw__manager_destroy(&s->mgr);
   sw__feedback_free(s->fb);
   sw__stats_free(s->stats);
+  sw__api_free(s->api);
   sw_free(s->token);
   sw_free(s);
 }
