@@ -162,6 +162,15 @@ static sw_status build_models(sw_registry *reg, json_t **out) {
                           json_object_get(e, "state"), "aliases", json_object_get(e, "aliases"), "created_at",
                           json_object_get(e, "created_at"), "created_by", json_object_get(show, "created_by"),
                           "artifact_sha256", json_object_get(e, "artifact_sha256"), "evaluations", evals);
+    /* why it is in its state: the last state change's reason */
+    json_t *events = json_object_get(show, "events");
+    for (size_t k = json_array_size(events); k > 0; k--) {
+      const json_t *ev = json_array_get(events, k - 1);
+      if (strcmp(json_string_value(json_object_get(ev, "action")) ?: "", "state")) continue;
+      const json_t *why = json_object_get(json_object_get(ev, "detail"), "why");
+      if (json_is_string(why)) json_object_set(v, "state_reason", (json_t *)why);
+      break;
+    }
     json_array_append_new(json_object_get(m, "versions"), v);
     size_t k;
     json_t *alias;
