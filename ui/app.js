@@ -294,6 +294,7 @@ function hq(q, le, cum, count) { // Prometheus's histogram_quantile
 
 async function pageServing() {
   const s = await get('serving');
+  s.at = s.at_ms / 1000;
   const dt = prevServing.at ? s.at - prevServing.at : null;
   const rows = s.versions.map((v) => {
     const key = `${v.model}:${v.version}`, prev = prevServing.byKey[key];

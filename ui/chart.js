@@ -33,7 +33,7 @@ const Chart = (() => {
   // opts: {width, height, series: [{name, x: [], y: [], cls?}], step?, logY?, hlines?: [{y, label}],
   //        xLabel?, yLabel?, xTime?: bool, yMin?, yMax?}
   function line(opts) {
-    const W = opts.width || 520, H = opts.height || 240, L = 56, R = 12, T = 12, B = 34;
+    const W = opts.width || 520, H = opts.height || 240, L = 56, R = 12, T = 28, B = 34;
     const svg = el('svg', {width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: 'chart'});
     const tr = (y) => (opts.logY ? (y > 0 ? Math.log10(y) : null) : y);
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
@@ -59,7 +59,14 @@ const Chart = (() => {
     const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
     el('line', {x1: L, y1: H - B, x2: W - R, y2: H - B, class: 'axis'}, svg);
     el('line', {x1: L, y1: T, x2: L, y2: H - B, class: 'axis'}, svg);
-    for (const t of ticks(y0, y1, 4)) {
+    // log scale: ticks at powers of ten when at least two fall in range
+    let yt = ticks(y0, y1, 4);
+    if (opts.logY) {
+      const p = [];
+      for (let e = Math.ceil(y0); e <= Math.floor(y1); e++) p.push(e);
+      if (p.length >= 2) yt = p;
+    }
+    for (const t of yt) {
       el('line', {x1: L, y1: sy(t), x2: W - R, y2: sy(t), class: 'grid'}, svg);
       el('text', {x: L - 6, y: sy(t) + 4, 'text-anchor': 'end'}, svg, opts.logY ? fmt(Math.pow(10, t)) : fmt(t));
     }
@@ -68,7 +75,7 @@ const Chart = (() => {
          opts.xTime ? new Date(t * 1000).toISOString().slice(11, 19) : fmt(t));
     }
     if (opts.xLabel) el('text', {x: W - R, y: H - 4, 'text-anchor': 'end'}, svg, opts.xLabel);
-    if (opts.yLabel) el('text', {x: 4, y: T + 2, 'dominant-baseline': 'hanging'}, svg, opts.yLabel);
+    if (opts.yLabel) el('text', {x: 4, y: 12}, svg, opts.yLabel);
     for (const h of opts.hlines || []) {
       const y = tr(h.y);
       if (y === null || !isFinite(y)) continue;
@@ -93,10 +100,10 @@ const Chart = (() => {
       if (n === 1) el('circle', {cx: sx(s.x.find((x, i) => s.y[i] !== null && s.y[i] !== undefined)), cy: prevY, r: 3, class: `dot ${cls}`}, svg);
     });
     const lg = el('g', {class: 'legend'}, svg);
-    let lx = L + 8;
+    let lx = Math.max(L, 12 + 6.5 * (opts.yLabel || '').length);
     opts.series.forEach((s, k) => {
-      el('rect', {x: lx, y: T + 2, width: 10, height: 3, class: `series ${s.cls || 's' + k}`, style: 'stroke-width:3'}, lg);
-      const t = el('text', {x: lx + 14, y: T + 7}, lg, s.name);
+      el('rect', {x: lx, y: 8, width: 10, height: 3, class: `series ${s.cls || 's' + k}`, style: 'stroke-width:3'}, lg);
+      const t = el('text', {x: lx + 14, y: 12}, lg, s.name);
       lx += 24 + 7 * s.name.length;
       return t;
     });

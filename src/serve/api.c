@@ -680,7 +680,7 @@ static void answer_serving(sw__api *a, sw__stats *stats, sw__manager *m, sw__rep
     if (st) SW_WARN("serve: dashboard: the registry: %s", sw_last_error());
   }
   reply_json(out, 200,
-             json_pack("{s:f, s:b, s:b, s:o, s:o, s:o, s:o}", "at", wall_now(), "registry", a->registry, "ready",
+             json_pack("{s:I, s:b, s:b, s:o, s:o, s:o, s:o}", "at_ms", (json_int_t)(wall_now() * 1000), "registry", a->registry, "ready",
                        atomic_load(&m->ready), "versions", versions, "metrics", rest, "alerts", alerts, "rollouts", rollouts));
 }
 

@@ -145,6 +145,8 @@ async function shot(page, name) {
     await waitFor(page, ([c, n]) => +document.querySelector(c).textContent >= n, [cell, n0 + 5], 'the serving page to count the new requests', 15000);
     check(await page.evaluate(() => window.__noReload === 1), 'the serving page updated without a reload');
     await page.waitForTimeout(2300); // one more poll: requests/s from two samples
+    const rate = await page.textContent(`tr[data-version="${spec.served_after}"] td:nth-child(3)`);
+    check(/^\d+\.\d$/.test(rate), `requests/s is shown from two polls (got ${rate})`);
     await shot(page, 'serving.png');
   } catch (e) {
     report.failure = e.message;
