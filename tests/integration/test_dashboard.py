@@ -174,7 +174,8 @@ def world(slipway, fashion_mnist, tmp_path_factory):
         yield {"base": base, "server": server, "runs": runs, "flags": flags, "db": db, "home": home, "rb": rb, "pr": pr,
                "rb_decisions": rb_decisions, "finish": finish}
     finally:
-        server.stop()
+        rc = server.stop()
+    assert rc == 0, f"slipway serve exited {rc} (a sanitizer's report?):\n{Path(server.log.name).read_text()[-4000:]}"
 
 
 def metrics_lines(run_dir):
@@ -379,4 +380,4 @@ def test_api_errors_and_read_only(world, slipway, tmp_path):
         s = requests.get(files.url + "/api/v1/serving", timeout=30).json()
         assert s["registry"] is False and any(v["model"] == MODEL and v["loaded"] for v in s["versions"])
     finally:
-        files.stop()
+        assert files.stop() == 0
