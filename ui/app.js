@@ -83,7 +83,8 @@ async function pageModels() {
           h('td', {}, badge(v.state), v.state_reason ? h('div', {class: 'muted reason'}, v.state_reason) : null),
           h('td', {}, v.aliases.map((a) => badge(a, 'alias'))),
           h('td', {}, when(v.created_at), h('div', {class: 'muted'}, v.created_by || '')),
-          h('td', {}, v.evaluations.filter((e) => e.slice === null).slice(0, 3).map((e) =>
+          h('td', {}, v.evaluations.filter((e, i, all) => e.slice === null &&
+            all.findIndex((x) => x.slice === null && x.context === e.context) === i).slice(0, 3).map((e) =>
             h('div', {}, h('span', {class: 'muted'}, `${e.context || 'eval'} · ${e.split}: `), metricsText(e.metrics))))));
         const hist = model.alias_history.slice().reverse().map((x) => h('tr', {},
           h('td', {}, when(x.at)), h('td', {}, badge(x.alias, 'alias')),
@@ -122,9 +123,17 @@ function lineageGraph(d) {
   }
   nodes.push({id: 'version', layer: 2, label: v.ref, sub: v.state, cls: `version ${v.state}`});
   if (prev) edges.push([prev, 'version']);
-  v.evaluations.filter((e) => e.slice === null).forEach((e, i) => {
+  // one node per kind of evaluation (promote:candidate, monitor, ...): its newest, and how many
+  const byContext = new Map();
+  for (const e of v.evaluations.filter((x) => x.slice === null)) {
+    const k = e.context || 'evaluation';
+    if (!byContext.has(k)) byContext.set(k, {e, n: 0});
+    byContext.get(k).n++;
+  }
+  [...byContext.entries()].forEach(([k, {e, n}], i) => {
     const acc = e.metrics && e.metrics.accuracy !== undefined ? `accuracy ${fmt(e.metrics.accuracy, 3)}` : metricsText(e.metrics);
-    nodes.push({id: `eval-${i}`, layer: 3, label: e.context || 'evaluation', sub: `${e.split}: ${acc}`, title: `${when(e.at)}\n${metricsText(e.metrics)}`});
+    nodes.push({id: `eval-${i}`, layer: 3, label: n > 1 ? `${k} (${n})` : k, sub: `${e.split}: ${acc}`,
+      title: `newest ${when(e.at)}\n${metricsText(e.metrics)}`});
     edges.push(['version', `eval-${i}`]);
   });
   d.rollouts.forEach((r) => {
@@ -356,7 +365,7 @@ async function pageServing() {
 // Families as one table: a row per label set (without the family's own value label), a
 // column per family, so drift per feature reads across psi, js, the KS p-value and the verdict.
 function famCard(title, names, m, empty) {
-  if (!names.length) return card(h('h2', {}, title), h('p', {class: 'muted'}, empty));
+  if (!names.length) return h('div', {class: 'card', 'data-section': title}, h('h2', {}, title), h('p', {class: 'muted'}, empty));
   const rows = {};
   for (const n of names) for (const s of m[n]) {
     const key = JSON.stringify(s.labels);
@@ -364,7 +373,7 @@ function famCard(title, names, m, empty) {
   }
   const cols = names.map((n) => n.replace(/^slipway_/, ''));
   const lab = [...new Set(Object.values(rows).flatMap((r) => Object.keys(r.labels)))];
-  return card(h('h2', {}, title), table([...lab, ...cols.map((c) => '#' + c)],
+  return h('div', {class: 'card', 'data-section': title}, h('h2', {}, title), table([...lab, ...cols.map((c) => '#' + c)],
     Object.values(rows).map((r) => h('tr', {}, lab.map((l) => h('td', {}, r.labels[l] ?? '')),
       names.map((n) => h('td', {class: 'num'}, r.v[n] === undefined ? '' : fmt(r.v[n])))))));
 }

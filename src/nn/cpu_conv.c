@@ -285,7 +285,7 @@ static void direct_epilogue(const conv_job *jb, const float *o, int64_t image) {
   sw__node *pool = &jb->g->nodes[jb->node->pool_into];
   int64_t pho = pool->shape[2], pwo = pool->shape[3];
   for (int64_t m = 0; m < q->m; m++)
-    pool_plane(F32(pool) + (image * q->m + m) * pho * pwo, o + m * q->ho * q->wo, q->wo, pho, pwo, 0.0f);
+    sw__conv_direct_pool(F32(pool) + (image * q->m + m) * pho * pwo, o + m * q->ho * q->wo, q->wo, pho, pwo);
 }
 
 static void direct_blocks(void *ctx, size_t mb0, size_t mb1) {

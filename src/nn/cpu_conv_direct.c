@@ -150,6 +150,38 @@ __attribute__((target("avx512f"))) static void run(const float *xbuf, int64_t c,
 }
 #endif
 
+#ifdef SW_DIRECT_X86
+/* pooled[oy][ox] = max of the 2x2 window of o at (2 oy, 2 ox): 16 outputs per step from
+ * 32 floats of each of the two rows, the even and odd lanes paired by a permute. */
+__attribute__((target("avx512f"))) static void pool_2x2(float *restrict y, const float *restrict o, int64_t w,
+                                                        int64_t ho, int64_t wo) {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  for (int64_t oy = 0; oy < ho; oy++) {
+    const float *r0 = o + 2 * oy * w, *r1 = r0 + w;
+    for (int64_t ox = 0; ox < wo; ox += 16) {
+      int64_t n = wo - ox < 16 ? wo - ox : 16; /* outputs this step, 2n inputs per row */
+      __mmask16 lo = (__mmask16)(2 * n >= 16 ? 0xffff : (1u << (2 * n)) - 1);
+      __mmask16 hi = (__mmask16)(2 * n <= 16 ? 0 : (1u << (2 * n - 16)) - 1);
+      __m512 a0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * ox), a1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * ox + 16);
+      __m512 b0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * ox), b1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * ox + 16);
+      __m512 m0 = _mm512_max_ps(a0, b0), m1 = _mm512_max_ps(a1, b1);
+      __m512 v = _mm512_max_ps(_mm512_permutex2var_ps(m0, even, m1), _mm512_permutex2var_ps(m0, odd, m1));
+      _mm512_mask_storeu_ps(y + oy * wo + ox, (__mmask16)((1u << n) - 1), v);
+    }
+  }
+}
+#endif
+
+void sw__conv_direct_pool(float *y, const float *o, int64_t w, int64_t ho, int64_t wo) {
+#ifdef SW_DIRECT_X86
+  pool_2x2(y, o, w, ho, wo);
+#else
+  (void)y, (void)o, (void)w, (void)ho, (void)wo;
+  SW_ASSERT(!"sw__conv_direct_pool without AVX-512");
+#endif
+}
+
 void sw__conv_direct(const float *xbuf, int64_t c, int64_t w, int64_t kh, int64_t kw, int64_t pl, int64_t ho,
                      const float *wr, const float *bias, bool relu, float *y, int64_t mb0, int64_t mb1) {
 #ifdef SW_DIRECT_X86

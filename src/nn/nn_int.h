@@ -135,6 +135,10 @@ void sw__conv_direct_input(const float *x, int64_t c, int64_t h, int64_t w, int6
 void sw__conv_direct(const float *xbuf, int64_t c, int64_t w, int64_t kh, int64_t kw, int64_t pl, int64_t ho,
                      const float *wr, const float *bias, bool relu, float *y, int64_t mb0, int64_t mb1);
 
+/* The 2x2 stride-2 MaxPool of one plane o (rows w apart) into y [ho][wo], for a direct
+ * forward whose output already holds its bias and Relu. */
+void sw__conv_direct_pool(float *y, const float *o, int64_t w, int64_t ho, int64_t wo);
+
 /* Broadcasting (numpy rules) of two shapes into out; false when incompatible. */
 bool sw__broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b, int *rank, int64_t *out);
 

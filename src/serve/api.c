@@ -644,9 +644,9 @@ static double wall_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void answer_serving(sw__api *a, sw__stats *stats, sw__manager *m, sw__reply *out) {
+static void answer_serving(sw__api *a, const sw__api_request *rq, sw__reply *out) {
   sw_buf text = {0};
-  if (sw__stats_render(stats, m, &text)) {
+  if (rq->render_metrics(rq->ctx, &text)) {
     sw_buf_free(&text);
     return reply_error(out, 503, "out of memory");
   }
@@ -681,7 +681,7 @@ static void answer_serving(sw__api *a, sw__stats *stats, sw__manager *m, sw__rep
   }
   reply_json(out, 200,
              json_pack("{s:I, s:b, s:b, s:o, s:o, s:o, s:o}", "at_ms", (json_int_t)(wall_now() * 1000), "registry", a->registry, "ready",
-                       atomic_load(&m->ready), "versions", versions, "metrics", rest, "alerts", alerts, "rollouts", rollouts));
+                       rq->ready, "versions", versions, "metrics", rest, "alerts", alerts, "rollouts", rollouts));
 }
 
 /* ---- dispatch --------------------------------------------------------------------- */
@@ -700,8 +700,7 @@ static bool registry_view(sw__api *a, sw__reply *out) {
   return true;
 }
 
-void sw__api_answer(sw__api *a, sw__stats *stats, sw__manager *m, const char *path,
-                    const char *(*arg)(void *ctx, const char *name), void *ctx, sw__reply *out) {
+void sw__api_answer(sw__api *a, const char *path, const sw__api_request *rq, sw__reply *out) {
   memset(out, 0, sizeof *out);
   const char *seg[8];
   size_t len[8];
@@ -713,7 +712,7 @@ void sw__api_answer(sw__api *a, sw__stats *stats, sw__manager *m, const char *pa
                                 "models", "models/{m}/versions/{v}", "models/{m}/versions/{v}/metrics", "rollouts",
                                 "rollouts/{id}", "serving", "events"));
   }
-  if (n == 1 && seg_eq(seg[0], len[0], "serving")) return answer_serving(a, stats, m, out);
+  if (n == 1 && seg_eq(seg[0], len[0], "serving")) return answer_serving(a, rq, out);
   bool models = seg_eq(seg[0], len[0], "models"), rollouts = seg_eq(seg[0], len[0], "rollouts"),
        events = seg_eq(seg[0], len[0], "events");
   if (!(models && (n == 1 || n == 4 || n == 5)) && !(rollouts && n <= 2) && !(events && n == 1))
@@ -731,10 +730,10 @@ void sw__api_answer(sw__api *a, sw__stats *stats, sw__manager *m, const char *pa
   }
   if (rollouts && n == 2 && (!parse_id(seg[1], len[1], &id) || id <= 0))
     return reply_error(out, 400, "a rollout id is a positive integer");
-  const char *model_arg = rollouts ? arg(ctx, "model") : NULL;
+  const char *model_arg = rollouts ? rq->arg(rq->ctx, "model") : NULL;
   if (model_arg && !sw_serve_name_valid(model_arg, strlen(model_arg))) return reply_error(out, 400, "invalid model name in ?model=");
   if (events) {
-    const char *s = arg(ctx, "after"), *l = arg(ctx, "limit");
+    const char *s = rq->arg(rq->ctx, "after"), *l = rq->arg(rq->ctx, "limit");
     if (s && !parse_id(s, strlen(s), &after)) return reply_error(out, 400, "?after= is an event id (a whole number)");
     if (l && (!parse_id(l, strlen(l), &limit) || limit < 1 || limit > EVENTS_MAX))
       return reply_error(out, 400, "?limit= is a count from 1 to %d", EVENTS_MAX);

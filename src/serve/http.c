@@ -27,6 +27,7 @@ struct sw_server {
   atomic_long in_flight;
   atomic_bool draining;
   sw__api *api; /* the dashboard's read-only API */
+  sw__monitor *monitor; /* NULL without --eval-every */
 };
 
 typedef enum {
@@ -545,6 +546,15 @@ static enum MHD_Result answer_admin(conn_ctx *c) {
 
 /* ---- the dashboard ------------------------------------------------------------------------- */
 
+/* The /metrics text: the server's counters, then the monitor's families. */
+static sw_status render_metrics(sw_server *s, sw_buf *b) {
+  sw_status st = sw__stats_render(s->stats, &s->mgr, b);
+  if (!st && s->monitor) st = sw__monitor_render(s->monitor, b);
+  return st;
+}
+
+static sw_status api_metrics(void *ctx, sw_buf *b) { return render_metrics(((conn_ctx *)ctx)->s, b); }
+
 static const char *query_arg(void *ctx, const char *name) {
   return MHD_lookup_connection_value(((conn_ctx *)ctx)->conn, MHD_GET_ARGUMENT_KIND, name);
 }
@@ -556,7 +566,9 @@ static enum MHD_Result answer_dashboard(conn_ctx *c) {
   } else if (strncmp(c->url, "/api/v1", 7) || (c->url[7] && c->url[7] != '/')) {
     return send_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint (the dashboard's API is /api/v1/)");
   } else {
-    sw__api_answer(c->s->api, c->s->stats, &c->s->mgr, c->url + 7, query_arg, c, &rep);
+    sw_server *s = c->s;
+    sw__api_request rq = {api_metrics, query_arg, c, s->mgr_ready && atomic_load(&s->mgr.ready) && !atomic_load(&s->draining)};
+    sw__api_answer(s->api, c->url + 7, &rq, &rep);
   }
   c->reply = &rep;
   enum MHD_Result r = send_buf(c, rep.status, rep.content_type, &rep.body, 0);
@@ -601,6 +613,7 @@ static enum MHD_Result start_inference(conn_ctx *c) {
     st = sw_serve_parse_infer(body, c->body.len, header_len, &c->v->sig, &c->job.inputs);
   }
   if (st) return send_error(c, status_code(st), "%s", sw_last_error());
+  if (c->s->monitor) sw__monitor_observe(c->s->monitor, c->v, &c->job.inputs);
   if (sw__version_run_inline(c->v, &c->job)) {
     c->state = ST_DONE;
     return finish_inference(c);
@@ -650,7 +663,7 @@ static enum MHD_Result dispatch(conn_ctx *c) {
     }
     case R_METRICS: {
       sw_buf b = {0};
-      if (sw__stats_render(s->stats, &s->mgr, &b)) {
+      if (render_metrics(s, &b)) {
         sw_buf_free(&b);
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
       }
@@ -786,7 +799,7 @@ void sw_serve_config_default(sw_serve_config *c) {
   c->feedback_ttl_s = 3600;
 }
 
-static sw_status resolve_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len) {
+sw_status sw__resolve_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len) {
   const char *colon = strrchr(listen, ':');
   if (!colon || colon == listen || !colon[1]) return sw_error(SW_STATUS_INVALID, "--listen '%s': give HOST:PORT", listen);
   char host[256];
@@ -831,9 +844,17 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
     return st;
   }
   s->mgr_ready = true;
+  if (cfg->monitor) {
+    st = sw__monitor_new(cfg->monitor, &s->mgr, &s->monitor);
+    if (!st) sw__feedback_observe(s->fb, sw__monitor_outcome, s->monitor);
+    if (st) {
+      sw_server_free(s);
+      return st;
+    }
+  }
   struct sockaddr_storage ss;
   socklen_t sl = 0;
-  st = resolve_listen(cfg->listen ? cfg->listen : "127.0.0.1:8501", &ss, &sl);
+  st = sw__resolve_listen(cfg->listen ? cfg->listen : "127.0.0.1:8501", &ss, &sl);
   if (st) {
     sw_server_free(s);
     return st;
@@ -859,6 +880,7 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
   SW_INFO("serve: listening on %s (port %u), %u HTTP threads", cfg->listen, (unsigned)s->port, pool);
   st = sw__manager_reconcile(&s->mgr, true);
   if (st) SW_LOGERR("serve: the catalog: %s", sw_last_error());
+  if (s->monitor && sw__monitor_start(s->monitor)) SW_LOGERR("serve: %s", sw_last_error());
   *out = s;
   return SW_STATUS_OK;
 }
@@ -883,7 +905,9 @@ void sw_server_drain(sw_server *s, double timeout_s) {
 
 void sw_server_free(sw_server *s) {
   if (!s) return;
+  sw__monitor_stop(s->monitor); /* it reads the manager */
   if (s->d) MHD_stop_daemon(s->d);
+  sw__monitor_free(s->monitor); /* after the last request that could observe */
   if (s->mgr_ready) sw__manager_destroy(&s->mgr);
   sw__feedback_free(s->fb);
   sw__stats_free(s->stats);

@@ -219,10 +219,16 @@ typedef struct {
 typedef struct sw__api sw__api;
 sw_status sw__api_new(bool registry, const char *url, const char *home, sw__api **out);
 void sw__api_free(sw__api *a);
-/* Answers GET /api/v1/PATH (path: what follows "/api/v1", e.g. "/models"; arg(ctx,
- * NAME) gives a query argument or NULL). Never touches a path a client gave. */
-void sw__api_answer(sw__api *a, sw__stats *stats, sw__manager *m, const char *path,
-                    const char *(*arg)(void *ctx, const char *name), void *ctx, sw__reply *out);
+/* What the API needs of the request and the server. */
+typedef struct {
+  sw_status (*render_metrics)(void *ctx, sw_buf *out); /* exactly what /metrics serves */
+  const char *(*arg)(void *ctx, const char *name);      /* a query argument, or NULL */
+  void *ctx;
+  bool ready; /* /v2/health/ready's answer */
+} sw__api_request;
+/* Answers GET /api/v1/PATH (path: what follows "/api/v1", e.g. "/models"). Never touches
+ * a path a client gave. */
+void sw__api_answer(sw__api *a, const char *path, const sw__api_request *rq, sw__reply *out);
 /* The Prometheus text exposition in text (len bytes) as {NAME: [{"labels": {...},
  * "value": x}]} (comments skipped; a line it cannot read is skipped). Caller owns. */
 json_t *sw__prom_parse(const char *text, size_t len);
@@ -238,5 +244,28 @@ extern const size_t sw__ui_n_assets;
 /* Answers GET /ui/NAME (path: the URL path, "/", "/ui" or "/ui/..."); if_none_match:
  * the request's If-None-Match or NULL (an unchanged file answers 304). */
 void sw__ui_answer(const char *path, const char *if_none_match, sw__reply *out);
+/* "HOST:PORT" (IPv6 as [::1]:PORT) to a socket address; INVALID naming the flag. */
+struct sockaddr_storage;
+sw_status sw__resolve_listen(const char *listen, struct sockaddr_storage *ss, unsigned *len);
+
+/* ---- the monitor inside the server (monitor.c) ------------------------------------ */
+
+typedef struct sw__monitor sw__monitor;
+/* Loads the policy, opens the registry (from_registry) and the alert manager; the
+ * thread starts with sw__monitor_start. mgr must outlive it. */
+sw_status sw__monitor_new(const sw_serve_monitor_config *c, sw__manager *mgr, sw__monitor **out);
+sw_status sw__monitor_start(sw__monitor *m);
+/* Stops the thread (waiting for a cycle in progress); free stops it too. */
+void sw__monitor_stop(sw__monitor *m);
+void sw__monitor_free(sw__monitor *m);
+/* The request path: copies the rows' inputs into the model's drift inbox. */
+void sw__monitor_observe(sw__monitor *m, const sw__version *v, const sw_serve_inputs *in);
+/* A feedback label joined to a classification answer of model:version. */
+void sw__monitor_outcome(void *ctx, const char *model, int64_t version, bool correct);
+/* Appends the last cycle's quality, drift and live-accuracy families to out. */
+sw_status sw__monitor_render(sw__monitor *m, sw_buf *out);
+/* The feedback buffer tells fn of each classification label it joins (set before
+ * traffic; fn runs under the buffer's locks and must take only its own). */
+void sw__feedback_observe(sw__feedback *f, void (*fn)(void *ctx, const char *model, int64_t version, bool correct), void *ctx);
 
 #endif

@@ -147,6 +147,9 @@ async function shot(page, name) {
     await page.waitForTimeout(2300); // one more poll: requests/s from two samples
     const rate = await page.textContent(`tr[data-version="${spec.served_after}"] td:nth-child(3)`);
     check(/^\d+\.\d$/.test(rate), `requests/s is shown from two polls (got ${rate})`);
+    // the monitor loop's families, read from /metrics as they come (quality per metric, drift per feature)
+    for (const section of ['quality', 'drift'])
+      await waitFor(page, (x) => document.querySelector(`[data-section="${x}"] tbody tr`), section, `the ${section} table`, 20000);
     await shot(page, 'serving.png');
   } catch (e) {
     report.failure = e.message;

@@ -160,7 +160,8 @@ def world(slipway, fashion_mnist, tmp_path_factory):
                                                                    "step": 4})],
               [str(db), str(home), "alias", MODEL, "production", "3", PROMOTE_REASON]]
 
-    server = Server(slipway, base, "--registry", db, "--home", home, "--poll", "0.2")
+    # with the monitor loop, so the serving page has quality, drift and live-accuracy bounds
+    server = Server(slipway, base, "--registry", db, "--home", home, "--poll", "0.2", "--eval-every", "3s")
     # labelled traffic: predictions with feedback, so live accuracy has something to show
     ids = []
     for i in range(20):
@@ -299,8 +300,8 @@ def test_api_shapes(world):
     assert fm["name"] == MODEL and [v["version"] for v in fm["versions"]] == [1, 2, 3]
     v2 = fm["versions"][1]
     assert v2["state"] == "rolled_back" and v2["state_reason"] == ROLLBACK_REASON
-    assert fm["versions"][0]["evaluations"][0]["context"] == "promote:candidate"
-    assert "accuracy" in fm["versions"][0]["evaluations"][0]["metrics"]
+    (cand,) = [e for e in fm["versions"][0]["evaluations"] if e["context"] == "promote:candidate"]
+    assert "accuracy" in cand["metrics"] and cand["split"] == "test" and cand["slice"] is None
     assert fm["aliases"]["production"] in (1, 3)
     assert fm["alias_history"][0]["to"] == 1 and fm["alias_history"][0]["from"] is None
 
