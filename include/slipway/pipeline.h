@@ -34,6 +34,7 @@ typedef struct {
   size_t n_sets;
   const char *const *force;     /* --force STAGE: rerun these even when cached */
   size_t n_force;
+  const char *until;            /* the last stage to run (NULL: all) */
   const char *workdir;          /* where `out` paths go (NULL: the file's workdir key,
                                    relative to the file's folder; else the folder itself) */
   const char *registry, *home;  /* NULL: $SLIPWAY_REGISTRY / $SLIPWAY_HOME, else ./.slipway */

@@ -188,8 +188,8 @@ sw_status sw_registry_execution_start(sw_registry *reg, const sw_registry_execut
  * sentence). INVALID when it has already ended. */
 sw_status sw_registry_execution_end(sw_registry *reg, int64_t id, const char *state, const json_t *outputs, const char *error,
                                     const char *who);
-/* The newest complete execution of (pipeline, stage) with that cache key; NOT_FOUND when
- * none. Caller owns *out. */
+/* The newest complete execution of (pipeline, stage) with that cache key (pipeline NULL:
+ * of any pipeline); NOT_FOUND when none. Caller owns *out. */
 sw_status sw_registry_execution_find(sw_registry *reg, const char *pipeline, const char *stage, const char *cache_key,
                                      json_t **out);
 /* Every execution (of one pipeline when not NULL), newest first. Caller owns *out.

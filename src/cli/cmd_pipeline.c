@@ -18,8 +18,8 @@ static void on_signal(int sig) {
 
 static void help(void) {
   printf(
-      "usage: slipway pipeline run FILE.yaml [--force STAGE]... [--set KEY=VALUE]... [--json]\n"
-      "                                      [--workdir DIR] [--registry URL] [--home DIR]\n"
+      "usage: slipway pipeline run FILE.yaml [--force STAGE]... [--set KEY=VALUE]... [--until STAGE]\n"
+      "                                      [--json] [--workdir DIR] [--registry URL] [--home DIR]\n"
       "\n"
       "Runs the stages of a pipeline file in order: prep -> train -> eval -> register (with the\n"
       "policy's gate) -> rollout (docs/PIPELINE.md). A stage whose cache key (SHA-256 of its\n"
@@ -32,6 +32,7 @@ static void help(void) {
       "  --force STAGE     run STAGE even if cached (repeatable); later stages rerun only if\n"
       "                    its output changed\n"
       "  --set K=V         override a setting, e.g. --set stages.train.epochs=1 (repeatable)\n"
+      "  --until STAGE     run the stages up to STAGE and stop there\n"
       "  --workdir DIR     where the stages' outputs go (default: the file's workdir, relative\n"
       "                    to the file's folder, else that folder)\n"
       "  --registry URL    a SQLite file or postgres://... (default $SLIPWAY_REGISTRY, else\n"
@@ -71,9 +72,9 @@ int sw_cmd_pipeline(int argc, char **argv) {
   if (strcmp(argv[1], "run") != 0) return sw_cli_usage_error("pipeline", "unknown subcommand '%s' (run)", argv[1]);
   argc--;
   argv++;
-  enum { OPT_FORCE = 256, OPT_SET, OPT_WORKDIR, OPT_REGISTRY, OPT_HOME, OPT_WHO, OPT_THREADS, OPT_JSON, OPT_HELP };
+  enum { OPT_FORCE = 256, OPT_SET, OPT_UNTIL, OPT_WORKDIR, OPT_REGISTRY, OPT_HOME, OPT_WHO, OPT_THREADS, OPT_JSON, OPT_HELP };
   static const struct option longopts[] = {
-      {"force", required_argument, 0, OPT_FORCE},       {"set", required_argument, 0, OPT_SET},
+      {"force", required_argument, 0, OPT_FORCE},       {"set", required_argument, 0, OPT_SET}, {"until", required_argument, 0, OPT_UNTIL},
       {"workdir", required_argument, 0, OPT_WORKDIR},   {"registry", required_argument, 0, OPT_REGISTRY},
       {"home", required_argument, 0, OPT_HOME},         {"who", required_argument, 0, OPT_WHO},
       {"threads", required_argument, 0, OPT_THREADS},   {"json", no_argument, 0, OPT_JSON},
@@ -95,6 +96,7 @@ int sw_cmd_pipeline(int argc, char **argv) {
         if (o.n_sets >= MAX_LIST) return sw_cli_usage_error("pipeline run", "too many --set flags");
         sets[o.n_sets++] = optarg;
         break;
+      case OPT_UNTIL: o.until = optarg; break;
       case OPT_WORKDIR: o.workdir = optarg; break;
       case OPT_REGISTRY: o.registry = optarg; break;
       case OPT_HOME: o.home = optarg; break;

@@ -345,6 +345,7 @@ typedef struct {
   json_t *settings[SW_PIPELINE_STAGES]; /* resolved: paths absolute, ${workdir} expanded */
   json_t *outputs[SW_PIPELINE_STAGES];  /* of the stages done so far */
   bool force[SW_PIPELINE_STAGES];
+  int until;            /* the last stage to run */
 } pipeline;
 
 static const char *setting(const pipeline *p, int stage, const char *key) {
@@ -883,6 +884,13 @@ static sw_status load(pipeline *p, const sw_pipeline_options *opt) {
       return sw_error(SW_STATUS_INVALID, "--force %s: %s has no %s stage", opt->force[i], opt->path, opt->force[i]);
     p->force[s] = true;
   }
+  p->until = SW_PIPELINE_STAGES - 1;
+  if (opt->until) {
+    p->until = sw__pipeline_stage_index(opt->until);
+    if (p->until < 0) return sw_error(SW_STATUS_INVALID, "--until %s: not a stage (prep, train, eval, register, rollout)", opt->until);
+    if (!json_object_get(json_object_get(p->doc, "stages"), opt->until))
+      return sw_error(SW_STATUS_INVALID, "--until %s: %s has no %s stage", opt->until, opt->path, opt->until);
+  }
   st = resolve_settings(p);
   if (!st) st = sw_mkdir_p(p->workdir);
   return st;
@@ -900,7 +908,7 @@ sw_status sw_pipeline_run(const sw_pipeline_options *opt, json_t **report) {
   *report = json_pack("{s:s, s:s, s:s, s:s, s:o}", "pipeline", p.name, "file", p.file, "workdir", p.workdir, "status", "complete",
                       "stages", stages);
   for (int s = 0; s < SW_PIPELINE_STAGES; s++) {
-    if (!p.settings[s]) continue;
+    if (!p.settings[s] || s > p.until) continue;
     const char *stage = sw_pipeline_stage_names[s];
     json_t *entry = json_pack("{s:s, s:s}", "stage", stage, "state", "not run");
     json_array_append_new(stages, entry);
@@ -914,7 +922,8 @@ sw_status sw_pipeline_run(const sw_pipeline_options *opt, json_t **report) {
     if (!st) st = cache_key(&p, s, r.inputs, key);
     if (!st) json_object_set_new(entry, "cache_key", json_string(key));
     if (!st && !p.force[s]) {
-      if (sw_registry_execution_find(p.reg, p.name, stage, key, &hit) == SW_STATUS_OK &&
+      /* any pipeline's: the key already holds every input and setting, out paths included */
+      if (sw_registry_execution_find(p.reg, NULL, stage, key, &hit) == SW_STATUS_OK &&
           outputs_verify(&p, s, json_object_get(hit, "outputs"))) {
         r.outputs = json_incref(json_object_get(hit, "outputs"));
       } else if (hit) {

@@ -1431,12 +1431,16 @@ static sw_status exec_find_body(sw_registry *r, void *arg) {
   json_decref(c->result);
   c->result = NULL;
   json_t *rows = NULL;
-  sw_status st = QP(r, &rows,
-                    EXEC_COLUMNS " WHERE pipeline = $1 AND stage = $2 AND cache_key = $3 AND state = 'complete'"
-                                 " ORDER BY id DESC LIMIT 1",
-                    c->pipeline, c->stage, c->cache_key);
+  sw_status st = c->pipeline ? QP(r, &rows,
+                                  EXEC_COLUMNS " WHERE pipeline = $1 AND stage = $2 AND cache_key = $3 AND state = 'complete'"
+                                               " ORDER BY id DESC LIMIT 1",
+                                  c->pipeline, c->stage, c->cache_key)
+                             : QP(r, &rows,
+                                  EXEC_COLUMNS " WHERE stage = $1 AND cache_key = $2 AND state = 'complete' ORDER BY id DESC LIMIT 1",
+                                  c->stage, c->cache_key);
   if (!st && json_array_size(rows) == 0)
-    st = sw_error(SW_STATUS_NOT_FOUND, "no complete execution of %s/%s with key %.12s", c->pipeline, c->stage, c->cache_key);
+    st = sw_error(SW_STATUS_NOT_FOUND, "no complete execution of %s/%s with key %.12s", c->pipeline ? c->pipeline : "*", c->stage,
+                  c->cache_key);
   if (!st) c->result = exec_row(rows, 0);
   json_decref(rows);
   return st;
