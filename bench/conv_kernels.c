@@ -172,7 +172,9 @@ static int bench_shape(const shape *s, int threads, int repeat, bool no_pool) {
   size_t own_bytes = node->scratch_bytes;
   int64_t images[] = {1, 2, 4, 8, 16, 32, 64};
   for (size_t i = 0; i < sizeof images / sizeof images[0]; i++) {
-    size_t bytes = images[i] == 1 ? own_bytes : (size_t)(images[i] * (ckk + s->m) * p) * sizeof(float);
+    /* as ops.c lays it out: per thread, the images' columns and outputs, then a dW partial */
+    size_t bytes = images[i] == 1 ? own_bytes
+                                  : (size_t)(threads * (images[i] * (ckk + s->m) * p + s->m * ckk)) * sizeof(float);
     void *scratch = images[i] == 1 ? own : malloc(bytes);
     if (!scratch) goto out_free;
     node->scratch = scratch;

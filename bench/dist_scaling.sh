@@ -23,7 +23,8 @@
 #   bench/dist_scaling.sh [BUILD_DIR]       (default: build)
 #
 # Environment: STEPS (400), SLOW_MS (20), ROUNDS (3), CNN_STEPS (90), FMNIST, BENCH_OUT (bench/out; the prepped
-# dataset is kept in $BENCH_OUT/fmnist and reused).
+# dataset is kept in $BENCH_OUT/fmnist and reused), ONLY (a pattern: run only the
+# configurations whose name matches it, e.g. ONLY=async; the CNN part runs when it matches "cnn").
 set -euo pipefail
 export LC_ALL=C OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
@@ -103,28 +104,35 @@ configs=(
   "sync-np1 1" "sync-np2 2" "sync-np4 4"
   "sync-fast 4" "sync-slow 4 --debug-slow-rank 3 --debug-slow-ms $slow"
   "backup-fast 4 --backup-workers 1" "backup-slow 4 --backup-workers 1 --debug-slow-rank 3 --debug-slow-ms $slow"
+  "async-np2 2 --dist async"
   "async-fast 4 --dist async" "async-slow 4 --dist async --debug-slow-rank 3 --debug-slow-ms $slow"
 )
+only=${ONLY:-}
+picked() { [[ -z $only || $1 == *$only* ]]; }
 for ((i = 0; i < rounds; i++)); do
   for c in "${configs[@]}"; do
     read -r -a a <<<"$c"
+    picked "${a[0]}" || continue
     train "${a[0]}-r$i" "${a[@]:1}"
   done
 done
+show() { for n in "$@"; do picked "$n" && summary "$n"; done; return 0; }
 echo
 echo "== 1. sync scaling"
-summary sync-np1; summary sync-np2; summary sync-np4
+show sync-np1 sync-np2 sync-np4
 echo
 echo "== 2. stragglers (4 ranks; rank 3 sleeps $slow ms per step)"
-summary sync-fast; summary sync-slow; summary backup-fast; summary backup-slow
+show sync-fast sync-slow backup-fast backup-slow
 echo
-echo "== 3. async (4 ranks: a parameter server and 3 workers)"
-summary async-fast; summary async-slow
+echo "== 3. async (2 ranks: a parameter server and 1 worker; 4 ranks: and 3 workers)"
+show async-np2 async-fast async-slow
 echo
 echo "== 4. async with the CNN (4 ranks, $cnn_steps updates)"
-for ((i = 0; i < rounds; i++)); do
-  model="$top/examples/fashion-mnist/cnn.yaml" steps=$cnn_steps train "cnn-async-r$i" 4 --dist async
-done
-summary cnn-async
+if picked cnn-async; then
+  for ((i = 0; i < rounds; i++)); do
+    model="$top/examples/fashion-mnist/cnn.yaml" steps=$cnn_steps train "cnn-async-r$i" 4 --dist async
+  done
+  summary cnn-async
+fi
 echo
 echo "report: $report; runs in $work"

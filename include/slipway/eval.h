@@ -104,6 +104,8 @@ sw_status sw_policy_from_json(const json_t *policy, sw_policy **out, char **err)
 /* The policy back as JSON, defaults filled in (for the registry and status output). */
 json_t *sw_policy_to_json(const sw_policy *p);
 void sw_policy_free(sw_policy *p);
+/* A duration as policies write it ("90", "30s", "10m", "1.5h"): false unless positive. */
+bool sw_duration_parse(const char *s, double *seconds);
 
 /* Judges a candidate's evaluation (the object sw_eval_run returns) against the gate,
  * with value thresholds and per-slice thresholds, and change thresholds (max_drop)
@@ -199,6 +201,16 @@ void sw_drift_window_free(sw_drift_window *w);
 sw_status sw_drift_window_add(sw_drift_window *w, const json_t *instance);
 /* Records in the window now. */
 int64_t sw_drift_window_records(const sw_drift_window *w);
+/* The name of the reference's feature i (NULL past the end); *numeric (may be NULL):
+ * whether it takes numbers (numeric and image features) rather than strings. */
+const char *sw_drift_reference_feature(const sw_drift_reference *ref, size_t i, bool *numeric);
+/* Adds one record whose inputs are numbers already in memory (the server's parsed
+ * request rows): input j holds counts[j] values for the feature names[j] (NULL: the
+ * only feature, where the reference checks one). Names the reference does not check are
+ * ignored. SW_STATUS_INVALID for a value that is not finite or numbers for a string
+ * feature, naming the feature; the window is unchanged then. */
+sw_status sw_drift_window_add_numbers(sw_drift_window *w, size_t n, const char *const *names, const float *const *values,
+                                      const size_t *counts);
 
 /* Judges the window against its reference with the policy's monitor.drift thresholds
  * (NULL: the defaults psi 0.1, js 0.1, share 0.5). Returns (caller owns):
@@ -318,6 +330,54 @@ typedef struct {
 /* slipway_drift_psi, _js, _ks_pvalue (Bonferroni-corrected), _feature_drifting
  * {model, feature}; slipway_drift_share, _detected, _window_records {model}. */
 sw_status sw_drift_render_prometheus(const sw_drift_series *s, size_t n, sw_buf *out);
+
+/* ---- the monitor's held-out evaluations (src/eval/monitor.c) ------------------------
+ * One cycle per call: each served version evaluated on its held-out split, recorded in
+ * the registry (context "monitor"), compared with the promotion baseline, and
+ * SlipwayQualityRegression fired or resolved. Used by `slipway serve --eval-every` and
+ * the standalone `slipway monitor`. One thread at a time. */
+
+typedef struct {
+  const char *model;
+  int64_t version;
+  const char *ref;     /* what sw_eval_run loads: NAME:V in the registry, or an ONNX path */
+  bool is_default;     /* what a request without a version gets (the production alias) */
+} sw_monitor_target;
+
+typedef struct {
+  sw_registry *registry;           /* borrowed: baselines and recording (NULL: neither, so no drop check) */
+  const char *registry_url, *home; /* how sw_eval_run opens the registry for NAME:V refs */
+  const char *eval_data;           /* the held-out dataset (NULL: each version's, from the registry's lineage) */
+  const sw_policy *policy;         /* borrowed: gate.split, monitor.max_drop (NULL: split test, no drop check) */
+  sw_alert_manager *alerts;        /* borrowed (NULL: no alerts) */
+  int threads;                     /* evaluation threads (<= 0: 1, so serving keeps its cores) */
+  const char *who;                 /* recorded as (NULL: "slipway-monitor") */
+} sw_quality_monitor_options;
+
+typedef struct sw_quality_monitor sw_quality_monitor;
+/* Strings are copied; the borrowed objects must outlive the monitor. */
+sw_status sw_quality_monitor_new(const sw_quality_monitor_options *o, sw_quality_monitor **out);
+void sw_quality_monitor_free(sw_quality_monitor *m);
+/* Evaluates the targets, the defaults first. The baseline of a version is the
+ * evaluation its own promotion recorded (a "promote" event, context
+ * "promote:candidate", same split and dataset); for a version put under its alias
+ * without a promotion, the newest promotion of any version of the model. A drop beyond
+ * monitor.max_drop fires SlipwayQualityRegression{model, version, metric, dataset,
+ * severity="page"}; an alert of the last cycle whose condition is gone (quality back,
+ * or the version no longer served) is resolved; a version whose evaluation fails keeps
+ * its alerts as they were. *results (caller owns): one entry per target,
+ * {"model", "version", "ref", "dataset" (16 hex), "metrics", "baseline"?, "drop"?
+ * (sw_quality_drop_check's), "baseline_version"} or {"model", "version", "ref", "error"}.
+ * Errors of one version are in its entry, not the return value (errors only on memory). */
+sw_status sw_quality_monitor_cycle(sw_quality_monitor *m, const sw_monitor_target *t, size_t n, json_t **results);
+/* The results' slipway_model_quality, _drop and _drop_allowed families, appended to out. */
+sw_status sw_quality_results_render(const json_t *results, sw_buf *out);
+/* Which versions to evaluate: for every model in the registry, the versions the server
+ * at server_url has loaded (GET /v1/models/{m}), or without a server the version the
+ * registry catalog would serve (the production alias, else the latest not rejected or
+ * rolled back). *targets (caller owns): [{"model", "version", "ref": "NAME:V",
+ * "is_default"}]. IO when the server cannot be reached. */
+sw_status sw_monitor_targets(sw_registry *reg, const char *server_url, json_t **targets);
 
 #ifdef __cplusplus
 }

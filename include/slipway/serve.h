@@ -175,6 +175,19 @@ void sw_feedback_items_free(sw_feedback_item *items, size_t n);
 
 /* ---- the server -------------------------------------------------------------------- */
 
+/* The monitor loop inside the server (docs/MONITORING.md): every every_s, held-out
+ * evaluation of each served version, drift of the live inputs per model, live accuracy
+ * per version from feedback, exported on /metrics, alerts to webhook_url. */
+typedef struct {
+  const char *eval_data;     /* the held-out dataset (NULL: each version's from the registry lineage) */
+  double every_s;            /* <= 0: the policy's monitor.every */
+  const char *policy_path;   /* NULL: the defaults (no max_drop: quality is exported, never alerts) */
+  const char *webhook_url;   /* NULL: alerts are logged and recorded only */
+  const char *external_url;  /* the alerts' externalURL (NULL: "") */
+  bool from_registry;        /* serving from the registry: refs NAME:V, baselines, records */
+  const char *registry, *home; /* as sw_registry_open takes them */
+} sw_serve_monitor_config;
+
 typedef struct {
   const char *listen;        /* "HOST:PORT"; default "127.0.0.1:8501"; port 0 picks one */
   int http_threads;          /* libmicrohttpd pool threads (0: cores) */
@@ -190,6 +203,7 @@ typedef struct {
   double feedback_ttl_s;     /* and for how long (default 3600) */
   const char **only;         /* --model NAME[:V|@ALIAS]; NULL/0: every model */
   size_t n_only;
+  const sw_serve_monitor_config *monitor; /* NULL: no monitor loop */
 } sw_serve_config;
 
 void sw_serve_config_default(sw_serve_config *c);
@@ -209,6 +223,16 @@ double sw_server_poll_interval(const sw_server *s);
 void sw_server_drain(sw_server *s, double timeout_s);
 /* Stops everything and frees every version. NULL is a no-op. */
 void sw_server_free(sw_server *s);
+
+/* ---- a /metrics listener of its own (the standalone monitor) ----------------------- */
+
+/* Appends the Prometheus text to out; called on the listener's thread. */
+typedef sw_status (*sw_metrics_render_fn)(void *ctx, sw_buf *out);
+typedef struct sw_metrics_listener sw_metrics_listener;
+/* Listens on "HOST:PORT" (port 0 picks one) and answers GET /metrics with fn's text. */
+sw_status sw_metrics_listener_start(const char *listen, sw_metrics_render_fn fn, void *ctx, sw_metrics_listener **out);
+uint16_t sw_metrics_listener_port(const sw_metrics_listener *l);
+void sw_metrics_listener_free(sw_metrics_listener *l); /* NULL is a no-op */
 
 #ifdef __cplusplus
 }

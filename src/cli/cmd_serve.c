@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "slipway/eval.h"
 #include "slipway/serve.h"
 
 #define MAX_REPEAT 256
@@ -54,7 +55,17 @@ static void help(void) {
       "  --feedback-capacity N   request ids kept for feedback (default 100000)\n"
       "  --admin-token-file F    the bearer token of /admin/... (default: a random one,\n"
       "                          written to HOME/admin.token with mode 0600, HOME being\n"
-      "                          --home, else $SLIPWAY_HOME, else ./.slipway)\n");
+      "                          --home, else $SLIPWAY_HOME, else ./.slipway)\n"
+      "\n"
+      "monitoring (docs/MONITORING.md):\n"
+      "  --eval-every DURATION   run the monitor loop every DURATION (30s, 10m, ...): held-out\n"
+      "                          evaluation of every served version against its promotion\n"
+      "                          baseline, drift of the live inputs, live accuracy from\n"
+      "                          feedback; exported on /metrics, alerts on a change\n"
+      "  --eval-data DIR         the held-out dataset (default: each version's, from the\n"
+      "                          registry's lineage; required with --model-file)\n"
+      "  --policy FILE           thresholds from its monitor: section (max_drop, drift)\n"
+      "  --alert-webhook URL     POST alerts there in Alertmanager's webhook format\n");
 }
 
 static sw_status read_token(const char *path, char **out) {
@@ -121,9 +132,17 @@ int sw_cmd_serve(int argc, char **argv) {
     OPT_DRAIN,
     OPT_FEEDBACK,
     OPT_TOKEN_FILE,
+    OPT_EVAL_DATA,
+    OPT_EVAL_EVERY,
+    OPT_POLICY,
+    OPT_ALERT_WEBHOOK,
     OPT_HELP
   };
   static const struct option longopts[] = {{"model-file", required_argument, 0, OPT_MODEL_FILE},
+                                           {"eval-data", required_argument, 0, OPT_EVAL_DATA},
+                                           {"eval-every", required_argument, 0, OPT_EVAL_EVERY},
+                                           {"policy", required_argument, 0, OPT_POLICY},
+                                           {"alert-webhook", required_argument, 0, OPT_ALERT_WEBHOOK},
                                            {"label", required_argument, 0, OPT_LABEL},
                                            {"model", required_argument, 0, OPT_MODEL},
                                            {"registry", required_argument, 0, OPT_REGISTRY},
@@ -147,6 +166,7 @@ int sw_cmd_serve(int argc, char **argv) {
   const char *files[MAX_REPEAT], *labels[MAX_REPEAT], *only[MAX_REPEAT];
   size_t n_files = 0, n_labels = 0, n_only = 0;
   const char *token_file = NULL, *registry = NULL, *home = NULL;
+  sw_serve_monitor_config mon = {0};
   double drain_s = 30;
   long long n;
   double d;
@@ -216,6 +236,12 @@ int sw_cmd_serve(int argc, char **argv) {
         cfg.feedback_capacity = (size_t)n;
         break;
       case OPT_TOKEN_FILE: token_file = optarg; break;
+      case OPT_EVAL_DATA: mon.eval_data = optarg; break;
+      case OPT_EVAL_EVERY:
+        if (!sw_duration_parse(optarg, &mon.every_s)) return sw_cli_usage_error("serve", "--eval-every: '%s' is not a duration like 30s, 10m, 1h", optarg);
+        break;
+      case OPT_POLICY: mon.policy_path = optarg; break;
+      case OPT_ALERT_WEBHOOK: mon.webhook_url = optarg; break;
       case OPT_HELP: help(); return SW_EXIT_OK;
       default: return sw_cli_usage_error("serve", "unknown or incomplete flag '%s'", argv[optind - 1]);
     }
@@ -225,6 +251,13 @@ int sw_cmd_serve(int argc, char **argv) {
   if (n_labels && !n_files) return sw_cli_usage_error("serve", "--label goes with --model-file (the registry has aliases)");
   cfg.only = only;
   cfg.n_only = n_only;
+  bool monitoring = mon.eval_data || mon.every_s > 0 || mon.policy_path || mon.webhook_url;
+  if (monitoring && !(mon.every_s > 0)) return sw_cli_usage_error("serve", "--eval-data, --policy and --alert-webhook go with --eval-every");
+  if (monitoring && n_files && !mon.eval_data) return sw_cli_usage_error("serve", "--eval-every with --model-file needs --eval-data (no registry lineage)");
+  mon.from_registry = !n_files;
+  mon.registry = registry;
+  mon.home = home;
+  if (monitoring) cfg.monitor = &mon;
 
   sw_catalog cat = {0};
   sw_server *server = NULL;

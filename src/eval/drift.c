@@ -314,6 +314,8 @@ void sw_drift_window_free(sw_drift_window *w) {
 
 int64_t sw_drift_window_records(const sw_drift_window *w) { return w ? w->records : 0; }
 
+static void commit_record(sw_drift_window *w);
+
 static int numeric_cell(const feat_ref *f, double v) {
   int lo = 0, hi = f->k; /* first u[i] >= v */
   while (lo < hi) {
@@ -377,6 +379,13 @@ sw_status sw_drift_window_add(sw_drift_window *w, const json_t *instance) {
     sw_status st = f->kind == FEAT_CATEGORICAL ? count_strings(f, v, cells) : count_numbers(f, v, cells, 0);
     if (st) return st;
   }
+  commit_record(w);
+  return SW_STATUS_OK;
+}
+
+/* Moves the record counted in w->scratch into the ring, dropping the oldest when full. */
+static void commit_record(sw_drift_window *w) {
+  const sw_drift_reference *ref = w->ref;
   uint32_t *row = w->rows + (size_t)w->next * (size_t)ref->total_cells;
   for (size_t i = 0; i < ref->n; i++) {
     const feat_ref *f = &ref->f[i];
@@ -396,6 +405,35 @@ sw_status sw_drift_window_add(sw_drift_window *w, const json_t *instance) {
   }
   w->next = (w->next + 1) % w->capacity;
   if (w->records < w->capacity) w->records++;
+}
+
+const char *sw_drift_reference_feature(const sw_drift_reference *ref, size_t i, bool *numeric) {
+  if (!ref || i >= ref->n) return NULL;
+  if (numeric) *numeric = ref->f[i].kind != FEAT_CATEGORICAL;
+  return ref->f[i].name;
+}
+
+sw_status sw_drift_window_add_numbers(sw_drift_window *w, size_t n, const char *const *names, const float *const *values,
+                                      const size_t *counts) {
+  const sw_drift_reference *ref = w->ref;
+  memset(w->scratch, 0, (size_t)ref->total_cells * sizeof *w->scratch);
+  for (size_t j = 0; j < n; j++) {
+    size_t i = ref->n;
+    if (!names[j] && ref->n == 1) i = 0; /* a one-feature reference takes a bare input */
+    for (size_t k = 0; names[j] && k < ref->n && i == ref->n; k++)
+      if (!strcmp(ref->f[k].name, names[j])) i = k;
+    if (i == ref->n) continue; /* not a checked feature */
+    const feat_ref *f = &ref->f[i];
+    if (f->kind == FEAT_CATEGORICAL)
+      return sw_error(SW_STATUS_INVALID, "feature '%s': expected strings, not numbers", f->name);
+    uint32_t *cells = w->scratch + ref->cell_offset[i];
+    for (size_t v = 0; v < counts[j]; v++) {
+      double x = values[j][v];
+      if (!isfinite(x)) return sw_error(SW_STATUS_INVALID, "feature '%s': a value is not finite", f->name);
+      cells[numeric_cell(f, x)]++;
+    }
+  }
+  commit_record(w);
   return SW_STATUS_OK;
 }
 

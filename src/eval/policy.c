@@ -684,3 +684,12 @@ json_t *sw_policy_to_json(const sw_policy *p) {
   }
   return o;
 }
+
+bool sw_duration_parse(const char *s, double *seconds) {
+  json_t *v = json_string(s);
+  parser p = {0};
+  bool ok = v && get_duration(&p, v, seconds) == SW_STATUS_OK;
+  json_decref(v);
+  sw_free(p.err);
+  return ok;
+}

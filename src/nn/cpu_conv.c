@@ -203,6 +203,11 @@ typedef struct {
   int parts;           /* image runs: 1 (images one by one, sgemm split) or threads */
   int64_t slice;       /* floats of scratch per thread */
   int64_t k;           /* images per sgemm */
+  bool direct;         /* forward by sw__conv_direct (cpu_conv_direct.c) */
+  /* the direct forward of one image split over the threads (batch below the thread count) */
+  const float *xbuf, *wr, *bias;
+  float *y;
+  bool relu;
 } conv_job;
 
 static void conv_job_init(sw_graph *g, sw__node *node, conv_job *jb) {
@@ -226,6 +231,10 @@ static void conv_job_init(sw_graph *g, sw__node *node, conv_job *jb) {
     SW_ASSERT(col_is_input(q) || room >= ckk * p);
     jb->k = 1;
   }
+  /* the direct forward keeps its padded input in col and its packed weights where the
+   * backward's dW partial goes */
+  jb->direct = sw__conv_direct_fits(q->m, q->kh, q->kw, q->sh, q->sw, q->dh, q->dw, q->pl, q->wo, q->w) &&
+               sw__conv_direct_xbuf_floats(q->c, q->kh, q->kw, q->ho, q->w) <= ckk * jb->k * p;
 }
 
 static void gemm(const conv_job *jb, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
@@ -263,6 +272,29 @@ static void pool_plane(float *restrict y, const float *restrict o, int64_t w, in
   }
 }
 
+/* Where a thread's packed weights for the direct forward go: its dW partial. */
+static float *direct_weights(const conv_job *jb, size_t t) {
+  const geom *q = &jb->q;
+  return (float *)jb->node->scratch + (int64_t)t * jb->slice + (q->c * q->kh * q->kw + q->m) * jb->k * q->ho * q->wo;
+}
+
+/* The Relu and the 2x2 MaxPool after a direct forward's output o (bias and Relu already
+ * in it, so the pool adds no bias). */
+static void direct_epilogue(const conv_job *jb, const float *o, int64_t image) {
+  const geom *q = &jb->q;
+  sw__node *pool = &jb->g->nodes[jb->node->pool_into];
+  int64_t pho = pool->shape[2], pwo = pool->shape[3];
+  for (int64_t m = 0; m < q->m; m++)
+    pool_plane(F32(pool) + (image * q->m + m) * pho * pwo, o + m * q->ho * q->wo, q->wo, pho, pwo, 0.0f);
+}
+
+static void direct_blocks(void *ctx, size_t mb0, size_t mb1) {
+  const conv_job *jb = ctx;
+  const geom *q = &jb->q;
+  sw__conv_direct(jb->xbuf, q->c, q->w, q->kh, q->kw, q->pl, q->ho, jb->wr, jb->bias, jb->relu, jb->y, (int64_t)mb0,
+                  (int64_t)mb1);
+}
+
 static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
   const conv_job *jb = ctx;
   const geom *q = &jb->q;
@@ -276,6 +308,17 @@ static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
   for (size_t t = t0; t < t1; t++) {
     int64_t i0 = q->n * (int64_t)t / jb->parts, i1 = q->n * ((int64_t)t + 1) / jb->parts;
     float *col = (float *)jb->node->scratch + (int64_t)t * jb->slice, *out = col + ckk * jb->k * p;
+    if (jb->direct) {
+      float *wr = direct_weights(jb, t);
+      sw__conv_direct_pack(w, q->m, q->c, q->kh, q->kw, wr);
+      for (int64_t i = i0; i < i1; i++) {
+        sw__conv_direct_input(x + i * in_img, q->c, q->h, q->w, q->kh, q->kw, q->pt, q->pl, q->ho, col);
+        sw__conv_direct(col, q->c, q->w, q->kh, q->kw, q->pl, q->ho, wr, b, relu || pool, pool ? out : y + i * out_img,
+                        0, q->m / 8);
+        if (pool) direct_epilogue(jb, out, i);
+      }
+      continue;
+    }
     for (int64_t n0 = i0; n0 < i1; n0 += jb->k) {
       int64_t kk = i1 - n0 < jb->k ? i1 - n0 : jb->k, ld = kk * p;
       const float *src = col;
@@ -307,6 +350,25 @@ sw_status sw__cpu_fwd_CONV(sw_graph *g, sw__node *node) {
   conv_job jb;
   conv_job_init(g, node, &jb);
   if (node->pool_into >= 0 && !g->training) g->values_skipped = true;
+  if (jb.direct && jb.parts == 1 && g->pool && g->threads > 1) { /* fewer images than threads: split the channels */
+    const geom *q = &jb.q;
+    float *col = node->scratch, *wr = direct_weights(&jb, 0);
+    float *out = col + q->c * q->kh * q->kw * jb.k * q->ho * q->wo;
+    bool pool = node->pool_into >= 0 && !g->training;
+    sw__conv_direct_pack(F32(jb.wn), q->m, q->c, q->kh, q->kw, wr);
+    jb.xbuf = col;
+    jb.wr = wr;
+    jb.bias = jb.bn ? F32(jb.bn) : NULL;
+    jb.relu = node->fused_relu || pool;
+    for (int64_t i = 0; i < q->n; i++) {
+      sw__conv_direct_input(F32(jb.xn) + i * q->c * q->h * q->w, q->c, q->h, q->w, q->kh, q->kw, q->pt, q->pl, q->ho,
+                            col);
+      jb.y = pool ? out : F32(node) + i * q->m * q->ho * q->wo;
+      sw_threadpool_for(g->pool, (size_t)(q->m / 8), 0, direct_blocks, &jb);
+      if (pool) direct_epilogue(&jb, out, i);
+    }
+    return SW_STATUS_OK;
+  }
   if (jb.parts == 1)
     conv_fwd_range(&jb, 0, 1);
   else

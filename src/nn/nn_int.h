@@ -117,6 +117,24 @@ void sw__gemm(sw_graph *g, bool trans_a, bool trans_b, int64_t m, int64_t n, int
 void sw__gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* ---- the direct convolution (cpu_conv_direct.c; AVX-512 CPUs) ----------------------
+ * For a Conv with stride 1, no dilation, a kernel of 2 taps or more, output rows as wide
+ * as input rows (pl + pr = kw - 1) and output channels in multiples of 8, on a CPU with
+ * AVX-512 and unless SLIPWAY_CONV=im2col: true when sw__conv_direct can run it. */
+bool sw__conv_direct_fits(int64_t m, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                          int64_t pl, int64_t wo, int64_t w);
+/* Floats of the padded copy of one image's input. */
+int64_t sw__conv_direct_xbuf_floats(int64_t c, int64_t kh, int64_t kw, int64_t ho, int64_t w);
+/* W [m][c][kh][kw] into blocks of 8 output channels, tap-major: wr[m/8][c*kh*kw][8]. */
+void sw__conv_direct_pack(const float *wt, int64_t m, int64_t c, int64_t kh, int64_t kw, float *wr);
+/* One image's input [c][h][w] into the padded copy (pt rows on top). */
+void sw__conv_direct_input(const float *x, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t pt,
+                           int64_t pl, int64_t ho, float *xbuf);
+/* y[m][ho * w] for the blocks of 8 output channels [mb0, mb1): bias (may be NULL) added,
+ * then a Relu when relu. */
+void sw__conv_direct(const float *xbuf, int64_t c, int64_t w, int64_t kh, int64_t kw, int64_t pl, int64_t ho,
+                     const float *wr, const float *bias, bool relu, float *y, int64_t mb0, int64_t mb1);
+
 /* Broadcasting (numpy rules) of two shapes into out; false when incompatible. */
 bool sw__broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b, int *rank, int64_t *out);
 

@@ -38,7 +38,14 @@ struct sw__feedback {
   double ttl;
   uint32_t nonce;
   atomic_uint_fast64_t counter;
+  void (*observe)(void *ctx, const char *model, int64_t version, bool correct); /* the monitor's */
+  void *observe_ctx;
 };
+
+void sw__feedback_observe(sw__feedback *f, void (*fn)(void *ctx, const char *model, int64_t version, bool correct), void *ctx) {
+  f->observe = fn;
+  f->observe_ctx = ctx;
+}
 
 static uint64_t hash(const char *s) {
   uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -191,6 +198,7 @@ void sw__feedback_join(sw__feedback *f, const char *model, const sw_feedback_ite
         r->invalid++;
       } else {
         v->fb_correct += c == (int64_t)e->pred[it->row];
+        if (f->observe) f->observe(f->observe_ctx, v->model, v->version, c == (int64_t)e->pred[it->row]);
         v->fb_joined++;
         e->joined[it->row] = true;
         r->joined++;

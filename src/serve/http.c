@@ -26,6 +26,7 @@ struct sw_server {
   sw__feedback *fb;
   atomic_long in_flight;
   atomic_bool draining;
+  sw__monitor *monitor; /* NULL without --eval-every */
 };
 
 typedef enum {
@@ -562,6 +563,7 @@ static enum MHD_Result start_inference(conn_ctx *c) {
     st = sw_serve_parse_infer(body, c->body.len, header_len, &c->v->sig, &c->job.inputs);
   }
   if (st) return send_error(c, status_code(st), "%s", sw_last_error());
+  if (c->s->monitor) sw__monitor_observe(c->s->monitor, c->v, &c->job.inputs);
   if (sw__version_run_inline(c->v, &c->job)) {
     c->state = ST_DONE;
     return finish_inference(c);
@@ -611,7 +613,7 @@ static enum MHD_Result dispatch(conn_ctx *c) {
     }
     case R_METRICS: {
       sw_buf b = {0};
-      if (sw__stats_render(s->stats, &s->mgr, &b)) {
+      if (sw__stats_render(s->stats, &s->mgr, &b) || (s->monitor && sw__monitor_render(s->monitor, &b))) {
         sw_buf_free(&b);
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
       }
@@ -744,7 +746,7 @@ void sw_serve_config_default(sw_serve_config *c) {
   c->feedback_ttl_s = 3600;
 }
 
-static sw_status resolve_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len) {
+sw_status sw__resolve_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len) {
   const char *colon = strrchr(listen, ':');
   if (!colon || colon == listen || !colon[1]) return sw_error(SW_STATUS_INVALID, "--listen '%s': give HOST:PORT", listen);
   char host[256];
@@ -788,9 +790,17 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
     return st;
   }
   s->mgr_ready = true;
+  if (cfg->monitor) {
+    st = sw__monitor_new(cfg->monitor, &s->mgr, &s->monitor);
+    if (!st) sw__feedback_observe(s->fb, sw__monitor_outcome, s->monitor);
+    if (st) {
+      sw_server_free(s);
+      return st;
+    }
+  }
   struct sockaddr_storage ss;
   socklen_t sl = 0;
-  st = resolve_listen(cfg->listen ? cfg->listen : "127.0.0.1:8501", &ss, &sl);
+  st = sw__resolve_listen(cfg->listen ? cfg->listen : "127.0.0.1:8501", &ss, &sl);
   if (st) {
     sw_server_free(s);
     return st;
@@ -816,6 +826,7 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
   SW_INFO("serve: listening on %s (port %u), %u HTTP threads", cfg->listen, (unsigned)s->port, pool);
   st = sw__manager_reconcile(&s->mgr, true);
   if (st) SW_LOGERR("serve: the catalog: %s", sw_last_error());
+  if (s->monitor && sw__monitor_start(s->monitor)) SW_LOGERR("serve: %s", sw_last_error());
   *out = s;
   return SW_STATUS_OK;
 }
@@ -840,7 +851,9 @@ void sw_server_drain(sw_server *s, double timeout_s) {
 
 void sw_server_free(sw_server *s) {
   if (!s) return;
+  sw__monitor_stop(s->monitor); /* it reads the manager */
   if (s->d) MHD_stop_daemon(s->d);
+  sw__monitor_free(s->monitor); /* after the last request that could observe */
   if (s->mgr_ready) sw__manager_destroy(&s->mgr);
   sw__feedback_free(s->fb);
   sw__stats_free(s->stats);

@@ -200,4 +200,28 @@ typedef struct {
 void sw__feedback_join(sw__feedback *f, const char *model, const sw_feedback_item *items, size_t n,
                        sw__feedback_result *r);
 
+/* "HOST:PORT" (IPv6 as [::1]:PORT) to a socket address; INVALID naming the flag. */
+struct sockaddr_storage;
+sw_status sw__resolve_listen(const char *listen, struct sockaddr_storage *ss, unsigned *len);
+
+/* ---- the monitor inside the server (monitor.c) ------------------------------------ */
+
+typedef struct sw__monitor sw__monitor;
+/* Loads the policy, opens the registry (from_registry) and the alert manager; the
+ * thread starts with sw__monitor_start. mgr must outlive it. */
+sw_status sw__monitor_new(const sw_serve_monitor_config *c, sw__manager *mgr, sw__monitor **out);
+sw_status sw__monitor_start(sw__monitor *m);
+/* Stops the thread (waiting for a cycle in progress); free stops it too. */
+void sw__monitor_stop(sw__monitor *m);
+void sw__monitor_free(sw__monitor *m);
+/* The request path: copies the rows' inputs into the model's drift inbox. */
+void sw__monitor_observe(sw__monitor *m, const sw__version *v, const sw_serve_inputs *in);
+/* A feedback label joined to a classification answer of model:version. */
+void sw__monitor_outcome(void *ctx, const char *model, int64_t version, bool correct);
+/* Appends the last cycle's quality, drift and live-accuracy families to out. */
+sw_status sw__monitor_render(sw__monitor *m, sw_buf *out);
+/* The feedback buffer tells fn of each classification label it joins (set before
+ * traffic; fn runs under the buffer's locks and must take only its own). */
+void sw__feedback_observe(sw__feedback *f, void (*fn)(void *ctx, const char *model, int64_t version, bool correct), void *ctx);
+
 #endif

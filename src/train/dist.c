@@ -174,3 +174,74 @@ sw_status sw__recv(int from, int tag, void *buf, size_t cap, int *source, size_t
   return sw_error(SW_STATUS_UNSUPPORTED, "no MPI in this build");
 #endif
 }
+
+#ifdef SW_HAVE_MPI
+_Static_assert(sizeof(MPI_Request) <= sizeof(((sw__req *)0)->raw), "sw__req holds an MPI_Request");
+#endif
+
+sw_status sw__isend(int to, int tag, const void *buf, size_t bytes, sw__req *req) {
+  req->active = false;
+#ifdef SW_HAVE_MPI
+  if (world.ops != &mpi_ops) return sw_error(SW_STATUS_UNSUPPORTED, "not in an MPI job");
+  if (bytes > (size_t)INT32_MAX) return sw_error(SW_STATUS_RANGE, "message of %zu bytes", bytes);
+  MPI_Request r;
+  int rc = MPI_Isend(buf, (int)bytes, MPI_BYTE, to, tag, MPI_COMM_WORLD, &r);
+  if (rc != MPI_SUCCESS) return mpi_fail(rc, "send");
+  memcpy(req->raw, &r, sizeof r);
+  req->active = true;
+  return SW_STATUS_OK;
+#else
+  (void)to, (void)tag, (void)buf, (void)bytes;
+  return sw_error(SW_STATUS_UNSUPPORTED, "no MPI in this build");
+#endif
+}
+
+sw_status sw__irecv(int from, int tag, void *buf, size_t cap, sw__req *req) {
+  req->active = false;
+#ifdef SW_HAVE_MPI
+  if (world.ops != &mpi_ops) return sw_error(SW_STATUS_UNSUPPORTED, "not in an MPI job");
+  if (cap > (size_t)INT32_MAX) cap = (size_t)INT32_MAX;
+  MPI_Request r;
+  int rc = MPI_Irecv(buf, (int)cap, MPI_BYTE, from < 0 ? MPI_ANY_SOURCE : from, tag, MPI_COMM_WORLD, &r);
+  if (rc != MPI_SUCCESS) return mpi_fail(rc, "receive");
+  memcpy(req->raw, &r, sizeof r);
+  req->active = true;
+  return SW_STATUS_OK;
+#else
+  (void)from, (void)tag, (void)buf, (void)cap;
+  return sw_error(SW_STATUS_UNSUPPORTED, "no MPI in this build");
+#endif
+}
+
+sw_status sw__wait(sw__req *req, int *source, size_t *bytes) {
+  if (!req->active) return SW_STATUS_OK;
+  req->active = false;
+#ifdef SW_HAVE_MPI
+  MPI_Request r;
+  memcpy(&r, req->raw, sizeof r);
+  MPI_Status s;
+  int rc = polite_wait(&r, &s);
+  if (rc != MPI_SUCCESS) return mpi_fail(rc, "wait");
+  if (source) *source = s.MPI_SOURCE;
+  if (bytes) {
+    int count = 0;
+    MPI_Get_count(&s, MPI_BYTE, &count);
+    *bytes = (size_t)count;
+  }
+  return SW_STATUS_OK;
+#else
+  (void)source, (void)bytes;
+  return sw_error(SW_STATUS_UNSUPPORTED, "no MPI in this build");
+#endif
+}
+
+void sw__cancel(sw__req *req) {
+  if (!req->active) return;
+  req->active = false;
+#ifdef SW_HAVE_MPI
+  MPI_Request r;
+  memcpy(&r, req->raw, sizeof r);
+  MPI_Cancel(&r);
+  MPI_Wait(&r, MPI_STATUS_IGNORE);
+#endif
+}

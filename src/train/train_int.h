@@ -54,4 +54,19 @@ sw_status sw__send(int to, int tag, const void *buf, size_t bytes);
 /* Receives from `from` (-1: any rank) into buf (cap bytes); *source and *bytes may be NULL. */
 sw_status sw__recv(int from, int tag, void *buf, size_t cap, int *source, size_t *bytes);
 
+/* Non-blocking halves of the same, so a worker computes while its gradient leaves and
+ * its next parameters arrive, and rank 0 never waits for a worker that is computing.
+ * The buffer belongs to MPI until the request is waited for; an inactive request (zeroed,
+ * or already waited for) waits at once. */
+typedef struct {
+  unsigned char raw[16]; /* an MPI_Request */
+  bool active;
+} sw__req;
+sw_status sw__isend(int to, int tag, const void *buf, size_t bytes, sw__req *req);
+sw_status sw__irecv(int from, int tag, void *buf, size_t cap, sw__req *req);
+/* Waits without spinning; for a receive, *source and *bytes (may be NULL) say what came. */
+sw_status sw__wait(sw__req *req, int *source, size_t *bytes);
+/* Withdraws a receive nothing will match any more (a worker ending on an error). */
+void sw__cancel(sw__req *req);
+
 #endif

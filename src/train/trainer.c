@@ -50,6 +50,9 @@ typedef struct {
   float *flat;             /* an allreduce bucket, or a message (head + floats) */
   size_t flat_cap;         /* bytes */
   float *acc;              /* the coordinator's sum of kept gradients */
+  void **pbuf;             /* rank 0: two parameter messages in flight per worker [2 * size] */
+  sw__req *preq;           /* and their send requests */
+  int *pnext;              /* which of a worker's two is next */
   rank_stats *rs;          /* [size] on rank 0 (per rank); this rank's in rs[0] elsewhere */
   rank_stats *tot;         /* rank 0: the run's kept and dropped gradients per rank */
   int64_t *stale_hist;     /* async: updates applied per staleness 0..max_staleness */
@@ -187,6 +190,14 @@ static void trainer_free(trainer *t) {
   sw_free(t->sizes);
   sw_free(t->flat);
   sw_free(t->acc);
+  /* a send still in flight here means the job is failing (and about to be aborted):
+   * its buffer is MPI's, so it is left alone rather than waited for */
+  if (t->pbuf)
+    for (int i = 0; i < 2 * t->size; i++)
+      if (!t->preq[i].active) sw_free(t->pbuf[i]);
+  sw_free(t->pbuf);
+  sw_free(t->preq);
+  sw_free(t->pnext);
   sw_free(t->rs);
   sw_free(t->tot);
   sw_free(t->stale_hist);
@@ -780,20 +791,40 @@ static size_t msg_bytes(const trainer *t) { return sizeof(sw__msg_head) + t->n_f
 
 static float *msg_floats(void *msg) { return (float *)((char *)msg + sizeof(sw__msg_head)); }
 
-/* Rank 0 to a worker: the current parameters (version t->step) and where its batch starts. */
+/* Rank 0's buffers for parameter messages: two per worker, so each can hold the
+ * message it computes from and the next one without rank 0 waiting for either. */
+static sw_status params_buffers(trainer *t) {
+  size_t n = 2 * (size_t)t->size;
+  t->pbuf = sw_calloc(n, sizeof *t->pbuf);
+  t->preq = sw_calloc(n, sizeof *t->preq);
+  t->pnext = sw_calloc((size_t)t->size, sizeof *t->pnext);
+  if (!t->pbuf || !t->preq || !t->pnext) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  for (size_t i = 2; i < n; i++) /* none for rank 0 itself */
+    if (!(t->pbuf[i] = sw_malloc(msg_bytes(t)))) return sw_error(SW_STATUS_NOMEM, "out of memory");
+  return SW_STATUS_OK;
+}
+
+/* Rank 0 to a worker: the current parameters (version t->step) and where its batch
+ * starts. The send does not wait for the worker, which may be computing: the buffer
+ * used two messages ago is the one reused, and by then the worker has received it. */
 static sw_status send_params(trainer *t, int to, sw_reader_pos pos) {
-  sw__msg_head *h = (sw__msg_head *)t->flat;
+  int slot = 2 * to + t->pnext[to];
+  t->pnext[to] ^= 1;
+  sw_status st = sw__wait(&t->preq[slot], NULL, NULL);
+  if (st) return st;
+  void *msg = t->pbuf[slot];
+  sw__msg_head *h = msg;
   memset(h, 0, sizeof *h);
   h->kind = SW__MSG_PARAMS;
   h->step = t->step;
   h->pos_epoch = pos.epoch;
   h->pos_index = pos.index;
-  float *f = msg_floats(t->flat);
+  float *f = msg_floats(msg);
   for (size_t i = 0; i < t->n_params; i++) {
     memcpy(f, sw_graph_data(t->model->g, t->params[i]), t->sizes[i] * sizeof(float));
     f += t->sizes[i];
   }
-  return sw__send(to, SW__TAG_PARAMS, t->flat, msg_bytes(t));
+  return sw__isend(to, SW__TAG_PARAMS, msg, msg_bytes(t), &t->preq[slot]);
 }
 
 static sw_status send_done(int to) {
@@ -805,30 +836,40 @@ static sw_status send_done(int to) {
 
 /* A worker: receive parameters, compute the gradient of the batch (sync with backup
  * workers: this rank's slice of the global batch; async: a whole batch), send it back
- * with the version it was computed at; until rank 0 says done. */
+ * with the version it was computed at; until rank 0 says done. The next parameter
+ * message is received while this one's gradient is computed, and the gradient leaves
+ * while the next is computed, so a worker waits only when rank 0 has nothing for it. */
 static sw_status worker_loop(trainer *t) {
   bool async = t->opt->dist == SW_DIST_ASYNC;
   sw_status st = SW_STATUS_OK, cst = SW_STATUS_OK;
   double waited = 0;
-  t->flat = sw_malloc(msg_bytes(t));
-  if (!t->flat) {
+  size_t mb = msg_bytes(t);
+  void *in[2] = {sw_malloc(mb), sw_malloc(mb)};
+  sw__req rreq[2] = {{{0}, false}, {{0}, false}}, sreq = {{0}, false};
+  t->flat = sw_malloc(mb); /* the outgoing gradient */
+  if (!in[0] || !in[1] || !t->flat) {
     sw__dist_broken();
-    return sw_error(SW_STATUS_NOMEM, "out of memory");
+    cst = sw_error(SW_STATUS_NOMEM, "out of memory");
+    goto done;
   }
-  for (;;) {
+  cst = sw__irecv(0, SW__TAG_PARAMS, in[0], mb, &rreq[0]);
+  for (int cur = 0; !cst; cur ^= 1) {
     double w0 = sw_now();
     size_t got = 0;
-    cst = sw__recv(0, SW__TAG_PARAMS, t->flat, msg_bytes(t), NULL, &got);
-    if (cst) return cst;
+    cst = sw__wait(&rreq[cur], NULL, &got);
+    if (cst) break;
     waited += sw_now() - w0;
-    sw__msg_head h = *(sw__msg_head *)t->flat;
+    sw__msg_head h = *(sw__msg_head *)in[cur];
     if (got >= sizeof h && h.kind == SW__MSG_DONE) break;
-    if (got != msg_bytes(t) || h.kind != SW__MSG_PARAMS || h.step < 0) {
+    if (got != mb || h.kind != SW__MSG_PARAMS || h.step < 0) {
       sw__dist_broken(); /* rank 0 would wait for this rank's gradient */
-      return sw_error(SW_STATUS_FORMAT, "rank 0 sent a malformed parameter message (%zu bytes)", got);
+      cst = sw_error(SW_STATUS_FORMAT, "rank 0 sent a malformed parameter message (%zu bytes)", got);
+      break;
     }
+    cst = sw__irecv(0, SW__TAG_PARAMS, in[cur ^ 1], mb, &rreq[cur ^ 1]);
+    if (cst) break;
     double c0 = sw_now();
-    const float *f = msg_floats(t->flat);
+    const float *f = msg_floats(in[cur]);
     for (size_t i = 0; i < t->n_params; i++) {
       memcpy(sw_graph_data(t->model->g, t->params[i]), f, t->sizes[i] * sizeof(float));
       f += t->sizes[i];
@@ -844,6 +885,10 @@ static sw_status worker_loop(trainer *t) {
       if (st == SW_STATUS_EOF) st = sw_error(SW_STATUS_RANGE, "rank %d: sent past the end of an epoch", t->rank);
     }
     if (!st) st = compute(t, b, n_glob ? (float)n_part / (float)n_glob : 1.0f, h.step, &loss_sum, &correct);
+    double c1 = sw_now();
+    cst = sw__wait(&sreq, NULL, NULL); /* the previous gradient has left: its buffer is free */
+    if (cst) break;
+    waited += sw_now() - c1;
     sw__msg_head *out = (sw__msg_head *)t->flat;
     memset(out, 0, sizeof *out);
     out->kind = SW__MSG_GRAD;
@@ -858,25 +903,31 @@ static sw_status worker_loop(trainer *t) {
       memcpy(g, t->grads[i], t->sizes[i] * sizeof(float));
       g += t->sizes[i];
     }
-    out->compute_s = sw_now() - c0;
+    out->compute_s = c1 - c0;
     out->wait_s = waited;
-    w0 = sw_now();
-    cst = sw__send(0, SW__TAG_GRAD, t->flat, st ? sizeof *out : msg_bytes(t));
-    if (cst) return cst;
-    waited = sw_now() - w0;
+    waited = 0;
+    cst = sw__isend(0, SW__TAG_GRAD, t->flat, st ? sizeof *out : mb, &sreq);
   }
-  return st;
+done:
+  if (!cst) cst = sw__wait(&sreq, NULL, NULL);
+  sw__cancel(&sreq);
+  sw__cancel(&rreq[0]);
+  sw__cancel(&rreq[1]);
+  sw_free(in[0]);
+  sw_free(in[1]);
+  return cst ? cst : st;
 }
 
-/* Rank 0 ends the workers: collects the gradient of every one still computing (dropped),
- * then tells each it is done. */
-static sw_status stop_workers(trainer *t, const bool *busy) {
+/* Rank 0 ends the workers: collects the gradient of every assignment still out
+ * (dropped), then tells each it is done. */
+static sw_status stop_workers(trainer *t, const int *busy) {
   sw_status st = SW_STATUS_OK;
   for (int w = 1; w < t->size && !st; w++) {
-    if (busy[w]) {
+    for (int k = 0; k < busy[w] && !st; k++) {
       st = sw__recv(w, SW__TAG_GRAD, t->flat, msg_bytes(t), NULL, NULL);
       if (!st && ((sw__msg_head *)t->flat)->error == 0) t->rs[w].dropped++;
     }
+    for (int k = 0; k < 2 && !st; k++) st = sw__wait(&t->preq[2 * w + k], NULL, NULL);
     if (!st) st = send_done(w);
   }
   return st;
@@ -904,14 +955,14 @@ static sw_status take_grad(trainer *t, int w, const sw__msg_head *h, size_t byte
  * for an older step). The update is the mean over the kept examples. */
 static sw_status loop_backup(trainer *t) {
   int need = t->size - t->opt->backup_workers; /* gradients per step, rank 0's included */
-  bool *busy = sw_calloc((size_t)t->size, sizeof *busy);
+  int *busy = sw_calloc((size_t)t->size, sizeof *busy); /* assignments out per worker */
   t->acc = sw_malloc((t->n_floats ? t->n_floats : 1) * sizeof(float));
   t->flat = sw_malloc(msg_bytes(t));
   if (!busy || !t->acc || !t->flat) {
     sw_free(busy);
     return sw_error(SW_STATUS_NOMEM, "out of memory");
   }
-  sw_status st = SW_STATUS_OK;
+  sw_status st = params_buffers(t);
   while (!st && t->step < t->total_steps) {
     double s0 = sw_now(), step0 = s0;
     sw_reader_pos pos = sw_reader_tell(t->train);
@@ -927,7 +978,7 @@ static sw_status loop_backup(trainer *t) {
     for (int w = 1; w < t->size && !st; w++)
       if (!busy[w]) {
         st = send_params(t, w, pos);
-        busy[w] = true;
+        busy[w] = 1;
       }
     double sent = sw_now();
     t->rs[0].allreduce_s += sent - s0;
@@ -950,13 +1001,13 @@ static sw_status loop_backup(trainer *t) {
       st = sw__recv(-1, SW__TAG_GRAD, t->flat, msg_bytes(t), &w, &got);
       if (st) break;
       const sw__msg_head *h = (const sw__msg_head *)t->flat;
-      busy[w] = false;
+      busy[w]--;
       st = take_grad(t, w, h, got);
       if (st) break;
       if (h->step != t->step) { /* late: its step is done; the worker gets this one's parameters */
         t->rs[w].dropped++;
         st = send_params(t, w, pos);
-        busy[w] = true;
+        busy[w]++;
         continue;
       }
       const float *g = msg_floats(t->flat);
@@ -998,14 +1049,14 @@ static sw_status loop_backup(trainer *t) {
  * as it arrives, unless it was computed more than max_staleness updates ago; the worker
  * gets the current parameters and the next batch at once. */
 static sw_status loop_async(trainer *t) {
-  bool *busy = sw_calloc((size_t)t->size, sizeof *busy);
+  int *busy = sw_calloc((size_t)t->size, sizeof *busy); /* assignments out per worker */
   t->flat = sw_malloc(msg_bytes(t));
   t->stale_hist = sw_calloc((size_t)t->max_staleness + 1, sizeof *t->stale_hist);
   if (!busy || !t->flat || !t->stale_hist) {
     sw_free(busy);
     return sw_error(SW_STATUS_NOMEM, "out of memory");
   }
-  sw_status st = SW_STATUS_OK;
+  sw_status st = params_buffers(t);
   bool epoch_end = false;
   /* the next batch to hand out; an epoch's end is validated after the update that follows */
   sw_reader_pos pos;
@@ -1018,9 +1069,11 @@ static sw_status loop_async(trainer *t) {
     st = sw_reader_seek(t->train, (sw_reader_pos){pos.epoch, pos.index + take});                                    \
     if (!st && pos.index + take >= (uint64_t)t->n_train) epoch_end = true;                                          \
     if (!st) st = send_params(t, (w), pos);                                                                         \
-    busy[w] = !st;                                                                                                  \
+    if (!st) busy[w]++;                                                                                             \
   } while (0)
-  for (int w = 1; w < t->size && !st; w++) ASSIGN(w);
+  /* two assignments per worker: it computes the second while rank 0 takes the first */
+  for (int k = 0; k < 2; k++)
+    for (int w = 1; w < t->size && !st; w++) ASSIGN(w);
   double s0 = sw_now();
   while (!st && t->step < t->total_steps) {
     int w = 0;
@@ -1030,7 +1083,7 @@ static sw_status loop_async(trainer *t) {
     if (st) break;
     t->rs[0].wait_s += sw_now() - r0;
     const sw__msg_head *h = (const sw__msg_head *)t->flat;
-    busy[w] = false;
+    busy[w]--;
     st = take_grad(t, w, h, got);
     if (st) break;
     int64_t staleness = t->step - h->step;

@@ -185,6 +185,75 @@ static void test_window_against_numpy(void **state) {
   json_decref(stats);
 }
 
+/* The server's path (numbers already in memory) counts exactly as the JSON path does:
+ * the same records give the same report; a one-feature reference takes a bare input;
+ * numbers for a string feature and values that are not finite are refused whole. */
+static void test_window_add_numbers(void **state) {
+  (void)state;
+  json_t *stats = fixture_stats();
+  sw_drift_reference *ref;
+  assert_int_equal(sw_drift_reference_from_stats(stats, NULL, "label", &ref), SW_STATUS_OK);
+  bool numeric = false;
+  assert_non_null(sw_drift_reference_feature(ref, 0, &numeric));
+  assert_null(sw_drift_reference_feature(ref, 3, NULL));
+  sw_drift_window *wj, *wf;
+  assert_int_equal(sw_drift_window_new(ref, 50, &wj), SW_STATUS_OK);
+  assert_int_equal(sw_drift_window_new(ref, 50, &wf), SW_STATUS_OK);
+  lcg r = {7};
+  for (int i = 0; i < 80; i++) {
+    float x = (float)(12.0 * lcg_u(&r)), px[PIXELS];
+    json_t *pj = json_array();
+    for (int k = 0; k < PIXELS; k++) {
+      px[k] = (float)floor(255 * lcg_u(&r));
+      json_array_append_new(pj, json_real(px[k]));
+    }
+    json_t *inst = json_pack("{s:f, s:o}", "x", (double)x, "px", pj);
+    assert_int_equal(sw_drift_window_add(wj, inst), SW_STATUS_OK);
+    json_decref(inst);
+    const char *names[] = {"px", "x", "unknown"};
+    const float *vals[] = {px, &x, &x};
+    size_t counts[] = {PIXELS, 1, 1};
+    assert_int_equal(sw_drift_window_add_numbers(wf, 3, names, vals, counts), SW_STATUS_OK);
+  }
+  json_t *a, *b;
+  assert_int_equal(sw_drift_compute(wj, NULL, &a), SW_STATUS_OK);
+  assert_int_equal(sw_drift_compute(wf, NULL, &b), SW_STATUS_OK);
+  assert_true(json_equal(a, b));
+  json_decref(a);
+  json_decref(b);
+  float one = 1, nan_v = NAN;
+  const char *color[] = {"color"}, *xname[] = {"x"};
+  const float *v1[] = {&one}, *vn[] = {&nan_v};
+  size_t c1[] = {1};
+  assert_int_equal(sw_drift_window_add_numbers(wf, 1, color, v1, c1), SW_STATUS_INVALID);
+  assert_non_null(strstr(sw_last_error(), "color"));
+  assert_int_equal(sw_drift_window_add_numbers(wf, 1, xname, vn, c1), SW_STATUS_INVALID);
+  assert_int_equal(sw_drift_window_records(wf), 50);
+  const char *bare[] = {NULL}; /* three features checked: a bare input is no feature's */
+  assert_int_equal(sw_drift_window_add_numbers(wf, 1, bare, v1, c1), SW_STATUS_OK);
+  json_t *rep;
+  assert_int_equal(sw_drift_compute(wf, NULL, &rep), SW_STATUS_OK);
+  assert_int_equal(num(rep, "x", "records"), 49); /* the oldest record left, the new one had no x */
+  json_decref(rep);
+  sw_drift_window_free(wj);
+  sw_drift_window_free(wf);
+  sw_drift_reference_free(ref);
+  json_decref(stats);
+}
+
+static void test_duration_parse(void **state) {
+  (void)state;
+  double s = 0;
+  assert_true(sw_duration_parse("1s", &s) && s == 1);
+  assert_true(sw_duration_parse("10m", &s) && s == 600);
+  assert_true(sw_duration_parse("1.5h", &s) && s == 5400);
+  assert_true(sw_duration_parse("0.5", &s) && s == 0.5);
+  assert_false(sw_duration_parse("soon", &s));
+  assert_false(sw_duration_parse("0s", &s));
+  assert_false(sw_duration_parse("-1m", &s));
+  assert_false(sw_duration_parse("0x10", &s));
+}
+
 /* The policy's thresholds decide; share counts features, and too few records decide nothing. */
 static void test_thresholds_and_share(void **state) {
   (void)state;
@@ -470,6 +539,8 @@ int main(void) {
       cmocka_unit_test(test_ks_pvalue),
       cmocka_unit_test(test_wilson),
       cmocka_unit_test(test_window_against_numpy),
+      cmocka_unit_test(test_window_add_numbers),
+      cmocka_unit_test(test_duration_parse),
       cmocka_unit_test(test_thresholds_and_share),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_allocation_failures),

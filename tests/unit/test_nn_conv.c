@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nn/nn_int.h"
 #include "nn_check.h"
@@ -458,6 +460,76 @@ static void test_fused_conv_relu_pool(void **state) {
   sw_graph_free(plain);
 }
 
+/* The direct forward (cpu_conv_direct.c) against a plain loop, on shapes that take
+ * every path of it: the CNN's two layers, a 5x5 kernel, an even kernel with one-sided
+ * pads, a 1-D convolution, uneven vertical pads, planes that end in a short vector, and
+ * channel blocks split as the thread pool splits them. */
+static void test_conv_direct(void **state) {
+  (void)state;
+  static const struct {
+    int64_t c, h, w, m, kh, kw, pt, pb, pl;
+  } shapes[] = {
+      {1, 28, 28, 32, 3, 3, 1, 1, 1}, {32, 14, 14, 64, 3, 3, 1, 1, 1}, {3, 7, 5, 8, 5, 5, 2, 2, 2},
+      {4, 6, 9, 16, 2, 2, 0, 1, 0},   {2, 1, 37, 8, 1, 7, 0, 0, 3},   {5, 9, 3, 24, 3, 1, 2, 0, 0},
+      {3, 5, 11, 8, 3, 3, 0, 0, 1},   {7, 3, 17, 40, 3, 3, 1, 1, 1},
+  };
+  /* what it must refuse, whatever the CPU */
+  assert_false(sw__conv_direct_fits(12, 3, 3, 1, 1, 1, 1, 1, 14, 14)); /* channels not in 8s */
+  assert_false(sw__conv_direct_fits(16, 1, 1, 1, 1, 1, 1, 0, 14, 14)); /* 1x1: the sgemm reads X itself */
+  assert_false(sw__conv_direct_fits(16, 3, 3, 2, 2, 1, 1, 1, 7, 14));  /* strided */
+  assert_false(sw__conv_direct_fits(16, 3, 3, 1, 1, 1, 1, 0, 12, 14)); /* rows narrower than the input's */
+  if (!sw__conv_direct_fits(8, 3, 3, 1, 1, 1, 1, 1, 5, 5)) {
+    print_message("no AVX-512 here: the direct convolution is not used\n");
+    return;
+  }
+  sw_rng r;
+  sw_rng_init(&r, 7, 0);
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int64_t c = shapes[s].c, h = shapes[s].h, w = shapes[s].w, m = shapes[s].m, kh = shapes[s].kh, kw = shapes[s].kw;
+    int64_t pt = shapes[s].pt, pl = shapes[s].pl, ho = h + pt + shapes[s].pb - kh + 1, plane = ho * w;
+    assert_true(sw__conv_direct_fits(m, kh, kw, 1, 1, 1, 1, pl, w, w));
+    int64_t nx = c * h * w, nw = m * c * kh * kw, ny = m * plane;
+    float *x = malloc((size_t)nx * sizeof(float)), *wt = malloc((size_t)nw * sizeof(float)),
+          *wr = malloc((size_t)nw * sizeof(float)), *b = malloc((size_t)m * sizeof(float)),
+          *y = malloc((size_t)ny * sizeof(float)), *ref = malloc((size_t)ny * sizeof(float)),
+          *xb = malloc((size_t)sw__conv_direct_xbuf_floats(c, kh, kw, ho, w) * sizeof(float));
+    assert_non_null(xb);
+    for (int64_t i = 0; i < nx; i++) x[i] = (float)(2 * sw_rng_uniform(&r) - 1);
+    for (int64_t i = 0; i < nw; i++) wt[i] = (float)(2 * sw_rng_uniform(&r) - 1);
+    for (int64_t i = 0; i < m; i++) b[i] = (float)(2 * sw_rng_uniform(&r) - 1);
+    for (int relu = 0; relu < 2; relu++) {
+      for (int64_t o = 0; o < m; o++)
+        for (int64_t oy = 0; oy < ho; oy++)
+          for (int64_t ox = 0; ox < w; ox++) {
+            double acc = b[o];
+            for (int64_t ci = 0; ci < c; ci++)
+              for (int64_t ky = 0; ky < kh; ky++)
+                for (int64_t kx = 0; kx < kw; kx++) {
+                  int64_t iy = oy + ky - pt, ix = ox + kx - pl;
+                  if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                    acc += (double)x[(ci * h + iy) * w + ix] * wt[((o * c + ci) * kh + ky) * kw + kx];
+                }
+            ref[o * plane + oy * w + ox] = (float)(relu && acc < 0 ? 0 : acc);
+          }
+      memset(y, 0xff, (size_t)ny * sizeof(float)); /* NaN: every output must be written */
+      sw__conv_direct_pack(wt, m, c, kh, kw, wr);
+      sw__conv_direct_input(x, c, h, w, kh, kw, pt, pl, ho, xb);
+      /* in two parts, as the pool splits the channel blocks */
+      sw__conv_direct(xb, c, w, kh, kw, pl, ho, wr, b, relu, y, 0, m / 16);
+      sw__conv_direct(xb, c, w, kh, kw, pl, ho, wr, b, relu, y, m / 16, m / 8);
+      double worst = 0, top = 1e-6;
+      for (int64_t i = 0; i < ny; i++) {
+        double d = fabs((double)y[i] - ref[i]);
+        if (!(d <= worst)) worst = d; /* NaN sticks */
+        if (fabs(ref[i]) > top) top = fabs(ref[i]);
+      }
+      if (!(worst / top <= 1e-5))
+        fail_msg("shape %zu relu %d: norm-wise error %g", s, relu, worst / top);
+    }
+    free(x), free(wt), free(wr), free(b), free(y), free(ref), free(xb);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fused_conv_relu_pool),
@@ -465,7 +537,7 @@ int main(void) {
       cmocka_unit_test(test_conv_cnn_shape),        cmocka_unit_test(test_conv_torch),
       cmocka_unit_test(test_max_pool),              cmocka_unit_test(test_average_pool),
       cmocka_unit_test(test_max_pool_ties),         cmocka_unit_test(test_pools_torch),
-      cmocka_unit_test(test_threads_deterministic),
+      cmocka_unit_test(test_threads_deterministic), cmocka_unit_test(test_conv_direct),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
