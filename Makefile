@@ -63,9 +63,10 @@ fuzz: deps
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DSW_FUZZ=ON -DSW_CUDA=OFF >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 
-# The whole flow on Fashion-MNIST, as far as it is built (prep, train, eval, registry).
-demo: build
-	@scripts/demo $(BUILD)
+# The whole flow on Fashion-MNIST (scripts/demo, docs/PIPELINE.md); DEMO_QUICK=1 is the
+# reduced run of the test suite; SLIPWAY=PATH uses that binary and skips the build.
+demo: $(if $(SLIPWAY),,build)
+	@DEMO_QUICK=$(DEMO_QUICK) DEMO_DIR=$(DEMO_DIR) SLIPWAY=$(SLIPWAY) scripts/demo $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz demo

@@ -91,7 +91,8 @@ sw_status sw_registry_list(sw_registry *reg, const char *name, json_t **out);
 /* Upstream lineage of a version: {"ref", "artifact_sha256", "source",
  * "dataset": {"manifest_sha256", "path"} | null, "run": {"path", "config",
  * "config_sha256", "hyperparameters", "code_version", "host", "params_sha256",
- * "checkpoint", "steps"} | null}. */
+ * "checkpoint", "steps"} | null, "executions": [the pipeline executions that made or used
+ * them, oldest first; see sw_registry_executions]}. */
 sw_status sw_registry_lineage(sw_registry *reg, const char *ref, json_t **out);
 /* Downstream lineage of a dataset (its manifest SHA-256): {"dataset": {"manifest_sha256",
  * "path"}, "versions": [{"name", "version", "ref", "state", "run_path"}]} for every version
@@ -171,6 +172,39 @@ sw_status sw_registry_rollout_append(sw_registry *reg, int64_t id, const json_t 
 sw_status sw_registry_rollout_get(sw_registry *reg, int64_t id, json_t **out);
 /* Rollouts of a model (NULL: all), newest first. */
 sw_status sw_registry_rollout_list(sw_registry *reg, const char *model, json_t **out);
+
+/* ---- pipeline executions (ML Metadata's executions) ------------------------------------
+ * One row per stage that `slipway pipeline run` ran or reused from its cache:
+ *   {"id", "pipeline", "stage", "cache_key", "state": "running"|"complete"|"failed"|"cached",
+ *    "inputs": {...}, "outputs": {...} | null, "started_at", "ended_at" | null,
+ *    "error" | null, "who", "host", "pid"}
+ * Each start and end adds an event (entity "execution", action "start", "cached",
+ * "complete" or "failed"; an execution whose outputs name a version ("ref": "NAME:V")
+ * files its end event under that version). */
+typedef struct {
+  const char *pipeline, *stage;
+  const char *cache_key;  /* the stage's cache key (64 hex digits) */
+  const char *state;      /* "running" (end it with sw_registry_execution_end) or "cached" */
+  const json_t *inputs;   /* an object: what the stage read (copied) */
+  const json_t *outputs;  /* "cached": what it reuses; may be NULL */
+  const char *model;      /* the model the start event is filed under (may be NULL) */
+  int64_t version;        /* and its version (<= 0: none) */
+  const char *who;        /* NULL: $USER */
+} sw_registry_execution;
+/* Records a new execution (with this host and process id); *id is its id. */
+sw_status sw_registry_execution_start(sw_registry *reg, const sw_registry_execution *e, int64_t *id);
+/* Ends a running execution: state "complete" (outputs, an object) or "failed" (error, a
+ * sentence). INVALID when it has already ended. */
+sw_status sw_registry_execution_end(sw_registry *reg, int64_t id, const char *state, const json_t *outputs, const char *error,
+                                    const char *who);
+/* The newest complete execution of (pipeline, stage) with that cache key (pipeline NULL:
+ * of any pipeline); NOT_FOUND when none. Caller owns *out. */
+sw_status sw_registry_execution_find(sw_registry *reg, const char *pipeline, const char *stage, const char *cache_key,
+                                     json_t **out);
+/* Every execution (of one pipeline when not NULL), newest first. Caller owns *out.
+ * sw_registry_lineage's result has "executions" too: those whose outputs hold the
+ * version's dataset or run, or that name the version. */
+sw_status sw_registry_executions(sw_registry *reg, const char *pipeline, json_t **out);
 
 /* ---- the event log ----------------------------------------------------------------- */
 

@@ -307,9 +307,8 @@ typedef struct {
   double feedback_ttl_s;     /* and for how long (default 3600) */
   const char **only;         /* --model NAME[:V|@ALIAS]; NULL/0: every model */
   size_t n_only;
-  /* rollouts (docs/ROLLOUT.md): they need the registry the catalog reads */
-  bool registry_catalog;     /* the catalog is the registry at registry_url / registry_home */
-  const char *registry_url;  /* NULL: the default, as sw_registry_open takes it */
+  bool from_registry;        /* the catalog is the registry below (the dashboard reads it) */
+  const char *registry_url;  /* as sw_registry_open takes them (NULL: the defaults) */
   const char *registry_home;
   /* test-only fault injection (--debug-delay, --debug-fail): never in production */
   const struct sw_serve_fault *faults;

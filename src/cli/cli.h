@@ -26,6 +26,7 @@ int sw_cmd_registry(int argc, char **argv);
 int sw_cmd_monitor(int argc, char **argv);
 int sw_cmd_serve(int argc, char **argv);
 int sw_cmd_rollout(int argc, char **argv);
+int sw_cmd_pipeline(int argc, char **argv);
 int sw_cmd_loadgen(int argc, char **argv);
 
 /* Prints "slipway CMD: message" and the hint to stderr; returns SW_EXIT_USAGE. */

@@ -247,6 +247,13 @@ static int cmd_lineage(sw_registry *reg, const args *a) {
       printf("  code        %s\n", s(v, "code_version"));
       printf("  source      %s\n", s(v, "source"));
     }
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(v, "executions"), i, e) {
+      printf("  execution   %-5lld %s/%-8s %-8s %s  key %.12s%s%s\n", (long long)json_integer_value(json_object_get(e, "id")),
+             s(e, "pipeline"), s(e, "stage"), s(e, "state"), s(e, "started_at"), s(e, "cache_key"),
+             json_is_string(json_object_get(e, "error")) ? "  " : "", json_is_string(json_object_get(e, "error")) ? s(e, "error") : "");
+    }
   }
   json_decref(v);
   return SW_EXIT_OK;

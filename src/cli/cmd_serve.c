@@ -299,14 +299,12 @@ int sw_cmd_serve(int argc, char **argv) {
   if (n_labels && !n_files) return sw_cli_usage_error("serve", "--label goes with --model-file (the registry has aliases)");
   cfg.only = only;
   cfg.n_only = n_only;
+  cfg.from_registry = n_files == 0;
+  cfg.registry_url = registry;
+  cfg.registry_home = home;
   cfg.faults = faults;
   cfg.n_faults = n_faults;
   if (n_faults) SW_WARN("serve: fault injection is on (--debug-delay/--debug-fail): for tests only");
-  if (!n_files) {
-    cfg.registry_catalog = true;
-    cfg.registry_url = registry;
-    cfg.registry_home = home;
-  }
   bool monitoring = mon.eval_data || mon.every_s > 0 || mon.policy_path || mon.webhook_url;
   if (monitoring && !(mon.every_s > 0)) return sw_cli_usage_error("serve", "--eval-data, --policy and --alert-webhook go with --eval-every");
   if (monitoring && n_files && !mon.eval_data) return sw_cli_usage_error("serve", "--eval-every with --model-file needs --eval-data (no registry lineage)");

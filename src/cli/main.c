@@ -23,6 +23,7 @@ static const command commands[] = {
     {"monitor", sw_cmd_monitor, "drift of instances against the training statistics (the loop: to come)"},
     {"serve", sw_cmd_serve, "the model server (TF Serving REST and v2 protocols)"},
     {"rollout", sw_cmd_rollout, "canary, A/B and shadow rollouts on a running server, with automatic rollback"},
+    {"pipeline", sw_cmd_pipeline, "the whole flow from one YAML file, each stage cached by its inputs"},
     {"loadgen", sw_cmd_loadgen, "open-loop labeled traffic against a server, with feedback and a latency report"},
 };
 

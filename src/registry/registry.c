@@ -136,11 +136,21 @@ static const char *const MIGRATION_1[] = {
     "CREATE INDEX events_model ON events(model, version)",
 };
 
+/* Pipeline executions, as ML Metadata records them: one row per stage run (or reuse from
+ * the cache), what it read and what it made; see "pipeline executions" below. */
+static const char *const MIGRATION_EXECUTIONS[] = {
+    "CREATE TABLE executions (id {ID}, pipeline TEXT NOT NULL, stage TEXT NOT NULL, cache_key TEXT NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('running','complete','failed','cached')), inputs TEXT NOT NULL, outputs TEXT,"
+    " started_at TEXT NOT NULL, ended_at TEXT, error TEXT, who TEXT NOT NULL, host TEXT, pid BIGINT)",
+    "CREATE INDEX executions_key ON executions(pipeline, stage, cache_key)",
+};
+
 static const struct {
   const char *const *statements;
   size_t n;
 } MIGRATIONS[] = {
     {MIGRATION_1, sizeof MIGRATION_1 / sizeof MIGRATION_1[0]},
+    {MIGRATION_EXECUTIONS, sizeof MIGRATION_EXECUTIONS / sizeof MIGRATION_EXECUTIONS[0]},
 };
 #define SCHEMA_LATEST ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -801,6 +811,8 @@ sw_status sw_registry_list(sw_registry *r, const char *name, json_t **out) {
   return st;
 }
 
+static sw_status lineage_executions(sw_registry *r, json_t *lineage);
+
 static sw_status lineage_body(sw_registry *r, void *arg) {
   read_ctx *c = arg;
   json_decref(c->result);
@@ -840,6 +852,7 @@ static sw_status lineage_body(sw_registry *r, void *arg) {
     json_object_set_new(o, "run", json_null());
   }
   c->result = o;
+  st = lineage_executions(r, o);
 out:
   json_decref(rows);
   json_decref(ver);
@@ -1390,4 +1403,214 @@ sw_status sw_registry_events(sw_registry *r, int64_t after, int64_t limit, json_
   json_decref(rows);
   *out = all;
   return SW_STATUS_OK;
+}
+
+/* ---- pipeline executions ------------------------------------------------------------------
+ * `slipway pipeline run` records every stage it runs, or reuses from its cache, as an
+ * execution (ML Metadata's term): the stage, its cache key, what it read and what it made
+ * (JSON documents), when, by whom and how it ended. The pipeline's cache is a lookup here:
+ * the newest complete execution of the same stage with the same key. */
+
+typedef struct {
+  const sw_registry_execution *e;
+  int64_t id;
+  const char *state, *error, *who;
+  const json_t *outputs;
+  const char *pipeline, *stage, *cache_key;
+  json_t *result;
+} exec_ctx;
+
+static bool exec_state_valid(const char *s) {
+  return s && (!strcmp(s, "running") || !strcmp(s, "complete") || !strcmp(s, "failed") || !strcmp(s, "cached"));
+}
+
+#define EXEC_COLUMNS                                                                                          \
+  "SELECT id, pipeline, stage, cache_key, state, inputs, outputs, started_at, ended_at, error, who, host, pid" \
+  " FROM executions"
+
+static json_t *exec_row(const json_t *rows, size_t i) {
+  return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:o, s:o, s:s, s:o, s:o}", "id", (json_int_t)cell_i64(rows, i, 0),
+                   "pipeline", cell(rows, i, 1), "stage", cell(rows, i, 2), "cache_key", cell(rows, i, 3), "state",
+                   cell(rows, i, 4), "inputs", jparse(cell(rows, i, 5)), "outputs", jparse(cell(rows, i, 6)), "started_at",
+                   cell(rows, i, 7), "ended_at", jstr_or_null(cell(rows, i, 8)), "error", jstr_or_null(cell(rows, i, 9)), "who",
+                   cell(rows, i, 10), "host", jstr_or_null(cell(rows, i, 11)), "pid",
+                   cell(rows, i, 12) ? json_integer(cell_i64(rows, i, 12)) : json_null());
+}
+
+static sw_status exec_start_body(sw_registry *r, void *arg) {
+  exec_ctx *c = arg;
+  const sw_registry_execution *e = c->e;
+  json_t *rows = NULL;
+  char now[32], pid[24], host[256] = "";
+  now_iso(now);
+  gethostname(host, sizeof host - 1);
+  bool cached = !strcmp(e->state, "cached");
+  char *inputs = jdump(e->inputs), *outputs = e->outputs ? jdump(e->outputs) : NULL;
+  sw_status st = inputs ? SW_STATUS_OK : sw_error(SW_STATUS_NOMEM, "out of memory");
+  if (!st)
+    st = QP(r, &rows,
+            "INSERT INTO executions (pipeline, stage, cache_key, state, inputs, outputs, started_at, ended_at, who, host, pid)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            e->pipeline, e->stage, e->cache_key, e->state, inputs, outputs, now, cached ? now : NULL, who_or_default(e->who),
+            host, i64s(pid, (int64_t)getpid()));
+  c->id = st ? 0 : cell_i64(rows, 0, 0);
+  if (!st)
+    st = event(r, e->who, "execution", cached ? "cached" : "start", e->model, e->version,
+               json_pack("{s:I, s:s, s:s, s:s}", "execution", (json_int_t)c->id, "pipeline", e->pipeline, "stage", e->stage,
+                         "cache_key", e->cache_key));
+  free(inputs);
+  free(outputs);
+  json_decref(rows);
+  return st;
+}
+
+sw_status sw_registry_execution_start(sw_registry *r, const sw_registry_execution *e, int64_t *id) {
+  *id = 0;
+  if (!e->pipeline || !*e->pipeline || !e->stage || !*e->stage || !e->cache_key || !*e->cache_key)
+    return sw_error(SW_STATUS_INVALID, "an execution needs a pipeline, a stage and a cache key");
+  if (!e->state || (strcmp(e->state, "running") && strcmp(e->state, "cached")))
+    return sw_error(SW_STATUS_INVALID, "an execution starts \"running\" or is recorded \"cached\"");
+  if (!json_is_object(e->inputs)) return sw_error(SW_STATUS_INVALID, "an execution's inputs are a JSON object");
+  exec_ctx c = {.e = e};
+  sw_status st = txn(r, true, exec_start_body, &c);
+  if (!st) *id = c.id;
+  return st;
+}
+
+static sw_status exec_end_body(sw_registry *r, void *arg) {
+  exec_ctx *c = arg;
+  json_t *rows = NULL;
+  char id[24], now[32];
+  now_iso(now);
+  i64s(id, c->id);
+  char *outputs = c->outputs ? jdump(c->outputs) : NULL;
+  sw_status st = QP(r, &rows, "SELECT pipeline, stage, state FROM executions WHERE id = $1", id);
+  if (!st && json_array_size(rows) == 0) st = sw_error(SW_STATUS_NOT_FOUND, "no execution %lld", (long long)c->id);
+  if (!st && strcmp(cell(rows, 0, 2), "running") != 0)
+    st = sw_error(SW_STATUS_INVALID, "execution %lld has already ended (%s)", (long long)c->id, cell(rows, 0, 2));
+  if (!st)
+    st = QP(r, NULL, "UPDATE executions SET state = $2, outputs = $3, ended_at = $4, error = $5 WHERE id = $1", id, c->state,
+            outputs, now, c->error);
+  if (!st) {
+    json_t *d = json_pack("{s:I, s:s, s:s, s:s?}", "execution", (json_int_t)c->id, "pipeline", cell(rows, 0, 0), "stage",
+                          cell(rows, 0, 1), "error", c->error);
+    const json_t *ref = json_object_get(c->outputs, "ref");
+    sw_model_ref mr;
+    bool named = json_is_string(ref) && !sw_model_ref_parse(json_string_value(ref), strlen(json_string_value(ref)), &mr) &&
+                 mr.version > 0;
+    if (!named) sw_clear_error();
+    st = event(r, c->who, "execution", c->state, named ? mr.name : NULL, named ? mr.version : 0, d);
+  }
+  free(outputs);
+  json_decref(rows);
+  return st;
+}
+
+sw_status sw_registry_execution_end(sw_registry *r, int64_t id, const char *state, const json_t *outputs, const char *error,
+                                    const char *who) {
+  if (!exec_state_valid(state) || !strcmp(state, "running") || !strcmp(state, "cached"))
+    return sw_error(SW_STATUS_INVALID, "an execution ends \"complete\" or \"failed\"");
+  if (outputs && !json_is_object(outputs)) return sw_error(SW_STATUS_INVALID, "an execution's outputs are a JSON object");
+  exec_ctx c = {.id = id, .state = state, .outputs = outputs, .error = error, .who = who};
+  return txn(r, true, exec_end_body, &c);
+}
+
+static sw_status exec_find_body(sw_registry *r, void *arg) {
+  exec_ctx *c = arg;
+  json_decref(c->result);
+  c->result = NULL;
+  json_t *rows = NULL;
+  sw_status st = c->pipeline ? QP(r, &rows,
+                                  EXEC_COLUMNS " WHERE pipeline = $1 AND stage = $2 AND cache_key = $3 AND state = 'complete'"
+                                               " ORDER BY id DESC LIMIT 1",
+                                  c->pipeline, c->stage, c->cache_key)
+                             : QP(r, &rows,
+                                  EXEC_COLUMNS " WHERE stage = $1 AND cache_key = $2 AND state = 'complete' ORDER BY id DESC LIMIT 1",
+                                  c->stage, c->cache_key);
+  if (!st && json_array_size(rows) == 0)
+    st = sw_error(SW_STATUS_NOT_FOUND, "no complete execution of %s/%s with key %.12s", c->pipeline ? c->pipeline : "*", c->stage,
+                  c->cache_key);
+  if (!st) c->result = exec_row(rows, 0);
+  json_decref(rows);
+  return st;
+}
+
+sw_status sw_registry_execution_find(sw_registry *r, const char *pipeline, const char *stage, const char *cache_key,
+                                     json_t **out) {
+  exec_ctx c = {.pipeline = pipeline, .stage = stage, .cache_key = cache_key};
+  sw_status st = txn(r, false, exec_find_body, &c);
+  *out = st ? NULL : c.result;
+  if (st) json_decref(c.result);
+  return st;
+}
+
+static sw_status exec_list_body(sw_registry *r, void *arg) {
+  exec_ctx *c = arg;
+  json_decref(c->result);
+  c->result = NULL;
+  json_t *rows = NULL;
+  sw_status st = c->pipeline ? QP(r, &rows, EXEC_COLUMNS " WHERE pipeline = $1 ORDER BY id DESC", c->pipeline)
+                             : Q0(r, &rows, EXEC_COLUMNS " ORDER BY id DESC");
+  if (!st) {
+    c->result = json_array();
+    for (size_t i = 0; i < json_array_size(rows); i++) json_array_append_new(c->result, exec_row(rows, i));
+  }
+  json_decref(rows);
+  return st;
+}
+
+sw_status sw_registry_executions(sw_registry *r, const char *pipeline, json_t **out) {
+  exec_ctx c = {.pipeline = pipeline};
+  sw_status st = txn(r, false, exec_list_body, &c);
+  *out = st ? NULL : c.result;
+  if (st) json_decref(c.result);
+  return st;
+}
+
+/* '%' + text with LIKE's wildcards escaped (ESCAPE '\') + '%', in a new string. */
+static char *like_pattern(const char *text) {
+  sw_buf b = {0};
+  sw_status st = sw_buf_append(&b, "%", 1);
+  for (const char *p = text; *p && !st; p++) {
+    if (*p == '%' || *p == '_' || *p == '\\') st = sw_buf_append(&b, "\\", 1);
+    if (!st) st = sw_buf_append(&b, p, 1);
+  }
+  if (!st) st = sw_buf_append(&b, "%", 2); /* with the NUL */
+  if (st) {
+    sw_buf_free(&b);
+    return NULL;
+  }
+  return (char *)b.data;
+}
+
+/* The executions that made or used what a version is built from: the prep executions of its
+ * dataset (manifest SHA-256 in their outputs), those that made or evaluated its run
+ * (params_sha256) and those that name the version itself ("ref"), oldest first, as
+ * lineage["executions"]. */
+static sw_status lineage_executions(sw_registry *r, json_t *lineage) {
+  const char *ds = json_string_value(json_object_get(json_object_get(lineage, "dataset"), "manifest_sha256"));
+  const char *params = json_string_value(json_object_get(json_object_get(lineage, "run"), "params_sha256"));
+  const char *ref = json_string_value(json_object_get(lineage, "ref"));
+  char *frag[3] = {NULL, NULL, NULL}, *pat[3] = {NULL, NULL, NULL};
+  frag[0] = ds ? sw_asprintf("\"manifest_sha256\":\"%s\"", ds) : NULL;
+  frag[1] = params ? sw_asprintf("\"params_sha256\":\"%s\"", params) : NULL;
+  frag[2] = ref ? sw_asprintf("\"ref\":\"%s\"", ref) : NULL;
+  for (int i = 0; i < 3; i++) pat[i] = frag[i] ? like_pattern(frag[i]) : NULL;
+  json_t *rows = NULL;
+  /* a NULL parameter matches nothing (LIKE NULL is never true) */
+  sw_status st = QP(r, &rows,
+                    EXEC_COLUMNS " WHERE (stage = 'prep' AND outputs LIKE $1 ESCAPE '\\') OR outputs LIKE $2 ESCAPE '\\' OR outputs LIKE $3 ESCAPE '\\'"
+                                 " OR inputs LIKE $3 ESCAPE '\\' ORDER BY id",
+                    pat[0], pat[1], pat[2]);
+  if (!st) {
+    json_t *all = json_array();
+    for (size_t i = 0; i < json_array_size(rows); i++) json_array_append_new(all, exec_row(rows, i));
+    json_object_set_new(lineage, "executions", all);
+  }
+  for (int i = 0; i < 3; i++) {
+    sw_free(frag[i]);
+    sw_free(pat[i]);
+  }
+  json_decref(rows);
+  return st;
 }

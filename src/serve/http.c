@@ -27,6 +27,7 @@ struct sw_server {
   sw__rollouts *ro;
   atomic_long in_flight;
   atomic_bool draining;
+  sw__api *api; /* the dashboard's read-only API */
   sw__monitor *monitor; /* NULL without --eval-every */
 };
 
@@ -47,12 +48,15 @@ typedef enum {
   R_ADMIN_LOAD,
   R_ADMIN_UNLOAD,
   R_ADMIN_RELOAD,
-  R_ADMIN_ROLLOUT
+  R_ADMIN_ROLLOUT,
+  R_API,
+  R_UI
 } route_kind;
 
 static const char *const api_names[] = {"other",     "tf_status", "tf_metadata", "predict",  "classify", "feedback",
                                         "v2_server", "v2_health", "v2_health",   "v2_metadata", "v2_ready", "infer",
-                                        "metrics",   "admin",     "admin",       "admin",    "admin"};
+                                        "metrics",   "admin",     "admin",       "admin",    "admin",
+                                        "api",       "ui"};
 
 typedef struct {
   route_kind kind;
@@ -78,8 +82,10 @@ typedef struct {
   sw__version *v;
   sw__job job;
   int64_t model_version; /* for X-Model-Version; 0 none */
-  const char *method;
-  sw__route rt; /* how a rollout routed it */
+  const char *method;      /* this callback's method (MHD's, valid during the callback) */
+  sw__route rt;            /* how a rollout routed it */
+  const char *url;        /* this callback's URL path (MHD's, valid during the callback) */
+  const sw__reply *reply; /* the dashboard's caching headers for send_buf */
 } conn_ctx;
 
 /* ---- responses ------------------------------------------------------------------- */
@@ -107,6 +113,9 @@ static enum MHD_Result send_buf(conn_ctx *c, int code, const char *type, sw_buf 
     MHD_add_response_header(resp, "Inference-Header-Content-Length", hl);
   }
   if (code == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+  if (c->reply && c->reply->etag[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, c->reply->etag);
+  if (c->reply && c->reply->cache_control) MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, c->reply->cache_control);
+  if (c->reply && c->reply->location) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, c->reply->location);
   if (atomic_load(&c->s->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   enum MHD_Result r = MHD_queue_response(c->conn, (unsigned)code, resp);
   MHD_destroy_response(resp);
@@ -206,6 +215,15 @@ static void parse_route(const char *url, const char *method, route *r) {
   const char *seg[8];
   size_t len[8];
   size_t n = segments(url, seg, len, 8);
+  /* the dashboard: its pages (GET or HEAD) and its read-only API (GET) */
+  if (n == 0 || seg_is(seg[0], len[0], "ui") || seg_is(seg[0], len[0], "api")) {
+    r->kind = n && seg_is(seg[0], len[0], "api") ? R_API : R_UI;
+    if (!get && !(r->kind == R_UI && !strcmp(method, "HEAD"))) {
+      r->error = MHD_HTTP_METHOD_NOT_ALLOWED;
+      r->why = "use GET";
+    }
+    return;
+  }
   if (n > 8) goto not_found;
   route_kind want_get = R_NONE, want_post = R_NONE;
   if (n >= 3 && seg_is(seg[0], len[0], "v1") && seg_is(seg[1], len[1], "models")) {
@@ -548,6 +566,41 @@ static enum MHD_Result answer_admin(conn_ctx *c) {
                              c->r.kind == R_ADMIN_LOAD ? "AVAILABLE" : "END"));
 }
 
+/* ---- the dashboard ------------------------------------------------------------------------- */
+
+/* The /metrics text: the server's counters, then the monitor's families, then the
+ * rollouts'. */
+static sw_status render_metrics(sw_server *s, sw_buf *b) {
+  sw_status st = sw__stats_render(s->stats, &s->mgr, b);
+  if (!st && s->monitor) st = sw__monitor_render(s->monitor, b);
+  if (!st) sw__rollouts_render(s->ro, b);
+  if (!st && !b->data) st = sw_error(SW_STATUS_NOMEM, "out of memory");
+  return st;
+}
+
+static sw_status api_metrics(void *ctx, sw_buf *b) { return render_metrics(((conn_ctx *)ctx)->s, b); }
+
+static const char *query_arg(void *ctx, const char *name) {
+  return MHD_lookup_connection_value(((conn_ctx *)ctx)->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result answer_dashboard(conn_ctx *c) {
+  sw__reply rep;
+  if (c->r.kind == R_UI) {
+    sw__ui_answer(c->url, MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH), &rep);
+  } else if (strncmp(c->url, "/api/v1", 7) || (c->url[7] && c->url[7] != '/')) {
+    return send_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint (the dashboard's API is /api/v1/)");
+  } else {
+    sw_server *s = c->s;
+    sw__api_request rq = {api_metrics, query_arg, c, s->mgr_ready && atomic_load(&s->mgr.ready) && !atomic_load(&s->draining)};
+    sw__api_answer(s->api, c->url + 7, &rq, &rep);
+  }
+  c->reply = &rep;
+  enum MHD_Result r = send_buf(c, rep.status, rep.content_type, &rep.body, 0);
+  c->reply = NULL;
+  return r;
+}
+
 /* ---- inference -------------------------------------------------------------------------- */
 
 static void job_done(void *arg) {
@@ -647,10 +700,7 @@ static enum MHD_Result dispatch(conn_ctx *c) {
     }
     case R_METRICS: {
       sw_buf b = {0};
-      sw_status rst = sw__stats_render(s->stats, &s->mgr, &b);
-      if (!rst && s->monitor) rst = sw__monitor_render(s->monitor, &b);
-      sw__rollouts_render(s->ro, &b);
-      if (rst || !b.data) {
+      if (render_metrics(s, &b)) {
         sw_buf_free(&b);
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
       }
@@ -674,6 +724,8 @@ static enum MHD_Result dispatch(conn_ctx *c) {
     case R_ADMIN_UNLOAD:
     case R_ADMIN_RELOAD:
     case R_ADMIN_ROLLOUT: return answer_admin(c);
+    case R_API:
+    case R_UI: return answer_dashboard(c);
     default: break;
   }
   /* the rest name a model version; inference that names none (or the rollout's alias) is
@@ -723,7 +775,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     atomic_fetch_add(&s->in_flight, 1);
     c->s = s;
     c->conn = conn;
-    c->method = method;
     c->t0 = sw_now();
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (rid && request_id_ok(rid)) snprintf(c->id, sizeof c->id, "%s", rid);
@@ -759,6 +810,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (c->state == ST_DONE) return finish_inference(c);
   if (c->state == ST_ANSWERED) return MHD_YES;
   if (c->too_large) return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the body is larger than %zu bytes", s->cfg.max_body);
+  c->url = url;
+  c->method = method;
   return dispatch(c);
 }
 
@@ -824,6 +877,7 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
   if (!cfg->admin_token || strlen(cfg->admin_token) < 16) st = sw_error(SW_STATUS_INVALID, "the admin token must have at least 16 characters");
   if (!st && !(s->token = sw_strdup(cfg->admin_token))) st = sw_error(SW_STATUS_NOMEM, "out of memory");
   if (!st) st = sw__stats_new(&s->stats);
+  if (!st) st = sw__api_new(cfg->from_registry, cfg->registry_url, cfg->registry_home, &s->api);
   if (!st) st = sw__feedback_new(cfg->feedback_capacity, cfg->feedback_ttl_s, &s->fb);
   sw__version_opts o = {cfg->compute_threads, cfg->max_batch, cfg->max_queue, cfg->batch_timeout_us};
   if (!st) st = sw__manager_init(&s->mgr, cat, &o, s->stats, cfg->only, cfg->n_only);
@@ -911,6 +965,7 @@ void sw_server_free(sw_server *s) {
   if (s->mgr_ready) sw__manager_destroy(&s->mgr);
   sw__feedback_free(s->fb);
   sw__stats_free(s->stats);
+  sw__api_free(s->api);
   sw_free(s->token);
   sw_free(s);
 }

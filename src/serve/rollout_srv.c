@@ -1010,7 +1010,7 @@ sw_status sw__rollouts_new(const sw_serve_config *cfg, sw__manager *m, sw__feedb
   atomic_init(&rs->pending, 0);
   atomic_init(&rs->counter, 0);
   if (getrandom(&rs->seed, sizeof rs->seed, 0) != sizeof rs->seed) rs->seed = (uint64_t)(sw_now() * 1e9);
-  if (cfg->registry_catalog) {
+  if (cfg->from_registry) {
     sw_status st = sw_registry_open(cfg->registry_url, cfg->registry_home, &rs->reg);
     if (st) {
       sw__rollouts_free(rs);

@@ -266,6 +266,51 @@ void sw__rollouts_render(sw__rollouts *rs, sw_buf *out);
 /* Test-only faults of a version (--debug-delay/--debug-fail): 0 when none. */
 double sw__fault_delay_ms(const sw_serve_config *cfg, const char *model, int64_t version);
 bool sw__fault_fails(const sw_serve_config *cfg, const char *model, int64_t version);
+
+/* ---- the dashboard: its read-only JSON API (api.c) and its pages (ui.c) ------------- */
+
+/* An answer the HTTP front sends as it is: status, type, body and caching headers. */
+typedef struct {
+  int status;
+  const char *content_type; /* a string literal */
+  sw_buf body;
+  char etag[80];             /* quoted; "" for none */
+  const char *cache_control; /* a string literal; NULL for none */
+  const char *location;      /* a string literal; NULL for none */
+} sw__reply;
+
+/* The API reads the registry the catalog serves from, through a handle of its own (one
+ * request at a time). registry false: the catalog is --model-file files, and the
+ * registry's views answer 404. Failing to open the registry is logged, not fatal: those
+ * views then answer 503. NULL url/home: the defaults, as sw_registry_open takes them. */
+typedef struct sw__api sw__api;
+sw_status sw__api_new(bool registry, const char *url, const char *home, sw__api **out);
+void sw__api_free(sw__api *a);
+/* What the API needs of the request and the server. */
+typedef struct {
+  sw_status (*render_metrics)(void *ctx, sw_buf *out); /* exactly what /metrics serves */
+  const char *(*arg)(void *ctx, const char *name);      /* a query argument, or NULL */
+  void *ctx;
+  bool ready; /* /v2/health/ready's answer */
+} sw__api_request;
+/* Answers GET /api/v1/PATH (path: what follows "/api/v1", e.g. "/models"). Never touches
+ * a path a client gave. */
+void sw__api_answer(sw__api *a, const char *path, const sw__api_request *rq, sw__reply *out);
+/* The Prometheus text exposition in text (len bytes) as {NAME: [{"labels": {...},
+ * "value": x}]} (comments skipped; a line it cannot read is skipped). Caller owns. */
+json_t *sw__prom_parse(const char *text, size_t len);
+
+/* The dashboard's files under ui/, compiled in at build time (ui_assets.c). */
+typedef struct {
+  const char *name;
+  const unsigned char *data;
+  size_t len;
+} sw__ui_asset;
+extern const sw__ui_asset sw__ui_assets[];
+extern const size_t sw__ui_n_assets;
+/* Answers GET /ui/NAME (path: the URL path, "/", "/ui" or "/ui/..."); if_none_match:
+ * the request's If-None-Match or NULL (an unchanged file answers 304). */
+void sw__ui_answer(const char *path, const char *if_none_match, sw__reply *out);
 /* "HOST:PORT" (IPv6 as [::1]:PORT) to a socket address; INVALID naming the flag. */
 struct sockaddr_storage;
 sw_status sw__resolve_listen(const char *listen, struct sockaddr_storage *ss, unsigned *len);

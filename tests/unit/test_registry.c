@@ -100,8 +100,8 @@ static int64_t reg_onnx(sw_registry *r, const char *name, const char *file) {
 static void test_open_migrates_once(void **state) {
   backend *b = *state;
   sw_registry *r = open_reg(b), *again = open_reg(b);
-  assert_int_equal(sw_registry_schema_version(r), 1);
-  assert_int_equal(sw_registry_schema_version(again), 1);
+  assert_int_equal(sw_registry_schema_version(r), 2);
+  assert_int_equal(sw_registry_schema_version(again), 2);
   assert_string_equal(sw_registry_backend(r), b->pg ? "postgres" : "sqlite");
   int64_t c = -1;
   assert_int_equal(sw_registry_change_counter(r, &c), SW_STATUS_OK);

@@ -1,0 +1,21 @@
+# Turns the dashboard's files into a C table (sw__ui_assets in src/serve/serve_int.h), so
+# the binary carries its pages and needs nothing on disk or on the network at run time.
+# cmake -DOUT=ui_assets.c -DSRC_DIR=ui -DFILES="a.html|b.js" -P embed_ui.cmake
+set(body "/* generated from ui/ by cmake/embed_ui.cmake: do not edit */\n#include \"serve/serve_int.h\"\n\n")
+string(REPLACE "|" ";" FILES "${FILES}")
+set(table "")
+set(i 0)
+foreach(name IN LISTS FILES)
+  file(READ "${SRC_DIR}/${name}" hex HEX)
+  file(SIZE "${SRC_DIR}/${name}" size)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(REGEX REPLACE "(0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,)" "\\1\n" bytes "${bytes}")
+  string(APPEND body "static const unsigned char asset_${i}[] = {\n${bytes}0x00};\n")
+  string(APPEND table "  {\"${name}\", asset_${i}, ${size}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "const sw__ui_asset sw__ui_assets[] = {\n${table}  {NULL, NULL, 0}};\n")
+string(APPEND body "const size_t sw__ui_n_assets = ${i};\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
+file(REMOVE "${OUT}.tmp")
