@@ -127,6 +127,8 @@ typedef struct {
   double alpha;                  /* default 0.01 */
   double slo_p99_ms;             /* < 0: none */
   double slo_error_rate;         /* < 0: none */
+  bool compare_latency;          /* default true; false: no challenger-vs-incumbent latency test
+                                  * (a slower-by-design challenger), the slo.p99_ms objective still applies */
 } sw_rollout_policy;
 
 typedef struct {

@@ -191,6 +191,7 @@ typedef struct {
   int64_t min_requests_per_step; /* evidence a step needs before it may advance (see below) */
   double max_step_seconds;       /* then the step holds (never fails for lack of traffic) */
   double alpha;                  /* total false-rollback budget, split evenly across the tests in use */
+  bool compare_latency;          /* the challenger-vs-incumbent latency test (policy rollout.compare_latency) */
   double slo_p99_ms;             /* <= 0: no latency objective */
   double slo_error_rate;         /* < 0: no error-rate objective */
   bool quality;                  /* judge quality from feedback labels (classifiers) */
@@ -198,7 +199,7 @@ typedef struct {
 
 /* Defaults from a parsed policy's rollout section (src/eval/policy.c's sw_policy); p may
  * be NULL (the defaults of DESIGN.md: steps 1,5,25,50,100, 500 requests, 600 s, alpha
- * 0.01, no objectives). quality is set when the policy's metric is a classifier's
+ * 0.01, no objectives, latency compared). quality is set when the policy's metric is a classifier's
  * (accuracy, auc); the caller may clear it (a regression model has no right/wrong). */
 void sw_rollout_config_from_policy(const sw_policy *p, sw_rollout_mode mode, sw_rollout_config *out);
 /* "canary" | "ab" | "shadow"; parse: INVALID for anything else. */

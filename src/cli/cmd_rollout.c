@@ -17,7 +17,8 @@ static void help(void) {
       "usage: slipway rollout start NAME:V [--mode canary|ab|shadow] [--steps 1,5,25,50,100]\n"
       "                             [--min-requests-per-step N] [--max-step-seconds S]\n"
       "                             [--policy FILE] [--keep-previous MIN] [--user-header H]\n"
-      "                             [--ab-header H --ab-value V] [--alias A] [--wait] [--json]\n"
+      "                             [--ab-header H --ab-value V] [--alias A] [--slo-p99-ms MS]\n"
+      "                             [--no-compare-latency] [--wait] [--json]\n"
       "       slipway rollout status NAME [--json]\n"
       "       slipway rollout abort NAME\n"
       "       slipway rollout promote NAME\n"
@@ -46,6 +47,9 @@ static void help(void) {
       "  --user-header H          the header that names a user (default X-User-Id)\n"
       "  --ab-header H --ab-value V  ab mode: requests with H: V go to the challenger\n"
       "  --alias A                the alias the rollout moves (default production)\n"
+      "  --slo-p99-ms MS          an objective: the challenger's p99 latency at most MS\n"
+      "  --no-compare-latency     no latency test against the incumbent (a challenger slower\n"
+      "                           by design); --slo-p99-ms still bounds its latency\n"
       "  --wait                   block until a decision: exit 0 promoted, 3 rolled back\n"
       "                           or aborted\n"
       "  --json                   print the server's record as JSON\n"
@@ -57,8 +61,8 @@ static void help(void) {
 typedef struct {
   const char *server, *token_file, *mode, *steps, *policy, *user_header, *ab_header, *ab_value, *alias;
   long long min_requests;
-  double max_step_s, keep_previous;
-  bool have_min, have_max, have_keep, wait, json;
+  double max_step_s, keep_previous, slo_p99_ms;
+  bool have_min, have_max, have_keep, have_slo_p99, no_compare_latency, wait, json;
 } args;
 
 /* ---- HTTP --------------------------------------------------------------------------------- */
@@ -257,6 +261,15 @@ static int build_policy(const args *a, json_t **out) {
   if (a->user_header) json_object_set_new(p, "user_header", json_string(a->user_header));
   if (a->ab_header) json_object_set_new(p, "ab", json_pack("{s:s, s:s}", "header", a->ab_header, "value", a->ab_value));
   if (a->alias) json_object_set_new(p, "alias", json_string(a->alias));
+  if (a->no_compare_latency) json_object_set_new(p, "compare_latency", json_false());
+  if (a->have_slo_p99) {
+    json_t *slo = json_object_get(p, "slo");
+    if (!json_is_object(slo)) {
+      slo = json_object();
+      json_object_set_new(p, "slo", slo);
+    }
+    json_object_set_new(slo, "p99_ms", json_real(a->slo_p99_ms));
+  }
   *out = p;
   return SW_EXIT_OK;
 }
@@ -389,7 +402,7 @@ static int cmd_model(const args *a, const char *sub, const char *model, const ch
 int sw_cmd_rollout(int argc, char **argv) {
   enum {
     OPT_SERVER = 256, OPT_TOKEN, OPT_MODE, OPT_STEPS, OPT_MIN, OPT_MAX, OPT_POLICY, OPT_KEEP, OPT_USER, OPT_ABH, OPT_ABV,
-    OPT_ALIAS, OPT_WAIT, OPT_JSON, OPT_HELP
+    OPT_ALIAS, OPT_WAIT, OPT_JSON, OPT_HELP, OPT_SLO_P99, OPT_NO_CMP_LAT
   };
   static const struct option longopts[] = {{"server", required_argument, 0, OPT_SERVER},
                                            {"token-file", required_argument, 0, OPT_TOKEN},
@@ -403,6 +416,8 @@ int sw_cmd_rollout(int argc, char **argv) {
                                            {"ab-header", required_argument, 0, OPT_ABH},
                                            {"ab-value", required_argument, 0, OPT_ABV},
                                            {"alias", required_argument, 0, OPT_ALIAS},
+                                           {"slo-p99-ms", required_argument, 0, OPT_SLO_P99},
+                                           {"no-compare-latency", no_argument, 0, OPT_NO_CMP_LAT},
                                            {"wait", no_argument, 0, OPT_WAIT},
                                            {"json", no_argument, 0, OPT_JSON},
                                            {"help", no_argument, 0, OPT_HELP},
@@ -438,6 +453,12 @@ int sw_cmd_rollout(int argc, char **argv) {
       case OPT_ABH: a.ab_header = optarg; break;
       case OPT_ABV: a.ab_value = optarg; break;
       case OPT_ALIAS: a.alias = optarg; break;
+      case OPT_SLO_P99:
+        if (!sw_cli_parse_double(optarg, 0.001, 1e9, &a.slo_p99_ms))
+          return sw_cli_usage_error("rollout", "--slo-p99-ms: '%s' is not a positive number of milliseconds", optarg);
+        a.have_slo_p99 = true;
+        break;
+      case OPT_NO_CMP_LAT: a.no_compare_latency = true; break;
       case OPT_WAIT: a.wait = true; break;
       case OPT_JSON: a.json = true; break;
       case OPT_HELP: help(); return SW_EXIT_OK;
@@ -452,7 +473,7 @@ int sw_cmd_rollout(int argc, char **argv) {
   if (argc - optind != 2)
     return sw_cli_usage_error("rollout", start ? "start takes one NAME:VERSION" : "%s takes one model NAME", sub);
   if (!start && (a.steps || a.have_min || a.have_max || a.policy || a.have_keep || a.user_header || a.ab_header ||
-                 a.ab_value || a.alias || a.wait || strcmp(a.mode, "canary")))
+                 a.ab_value || a.alias || a.have_slo_p99 || a.no_compare_latency || a.wait || strcmp(a.mode, "canary")))
     return sw_cli_usage_error("rollout", "the rollout's settings go with start");
   char *token = NULL;
   sw_status st = read_token(a.token_file, &token);

@@ -375,7 +375,7 @@ static sw_status parse_steps(parser *p, const json_t *v, sw_rollout_policy *r) {
 static sw_status parse_rollout(parser *p, const json_t *v, sw_rollout_policy *r) {
   push(p, "rollout", false);
   r->present = true;
-  sw_status st = need_mapping(p, v, "steps, min_requests_per_step, max_step_seconds, alpha and slo");
+  sw_status st = need_mapping(p, v, "steps, min_requests_per_step, max_step_seconds, alpha, slo and compare_latency");
   if (st) return st;
   const char *key;
   json_t *val;
@@ -396,6 +396,9 @@ static sw_status parse_rollout(parser *p, const json_t *v, sw_rollout_policy *r)
       if (!st && !(a > 0 && a < 1))
         st = fail(p, SW_STATUS_INVALID, "%g is outside (0, 1): alpha is the false-rollback probability", a);
       if (!st) r->alpha = a;
+    } else if (!strcmp(key, "compare_latency")) {
+      if (json_is_boolean(val)) r->compare_latency = json_is_true(val);
+      else st = fail(p, SW_STATUS_INVALID, "expected true or false, got %s", type_name(val));
     } else if (!strcmp(key, "slo")) {
       st = need_mapping(p, val, "p99_ms and error_rate");
       const char *k;
@@ -414,7 +417,8 @@ static sw_status parse_rollout(parser *p, const json_t *v, sw_rollout_policy *r)
       }
     } else {
       st = fail(p, SW_STATUS_INVALID,
-                "unknown key (a rollout takes steps, min_requests_per_step, max_step_seconds, alpha and slo)");
+                "unknown key (a rollout takes steps, min_requests_per_step, max_step_seconds, alpha, slo and "
+                "compare_latency)");
     }
     if (st) return st;
     pop(p);
@@ -485,6 +489,7 @@ static sw_status set_defaults(sw_policy *pol) {
   pol->rollout.alpha = 0.01;
   pol->rollout.slo_p99_ms = -1;
   pol->rollout.slo_error_rate = -1;
+  pol->rollout.compare_latency = true;
   pol->monitor.every_seconds = 600;
   pol->monitor.drift_psi = 0.1;
   pol->monitor.drift_js = 0.1;
@@ -647,7 +652,8 @@ static json_t *rollout_json(const sw_rollout_policy *r) {
   }
   for (size_t i = 0; ok && i < r->n_steps; i++) ok = json_array_append_new(steps, json_integer(r->steps[i])) == 0;
   ok = ok && put(o, "min_requests_per_step", json_integer(r->min_requests_per_step)) &&
-       put(o, "max_step_seconds", json_real(r->max_step_seconds)) && put(o, "alpha", json_real(r->alpha));
+       put(o, "max_step_seconds", json_real(r->max_step_seconds)) && put(o, "alpha", json_real(r->alpha)) &&
+       put(o, "compare_latency", json_boolean(r->compare_latency));
   if (ok && r->slo_p99_ms >= 0) ok = put(slo, "p99_ms", json_real(r->slo_p99_ms));
   if (ok && r->slo_error_rate >= 0) ok = put(slo, "error_rate", json_real(r->slo_error_rate));
   if (!ok) {

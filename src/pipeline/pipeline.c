@@ -52,7 +52,8 @@ static const key_spec ROLLOUT_KEYS[] = {
     {"server", K_STR, false},        {"token_file", K_STR, false},           {"mode", K_STR, false},
     {"policy", K_STR, false},        {"steps", K_INT_LIST, false},           {"min_requests_per_step", K_INT, false},
     {"max_step_seconds", K_NUM, false}, {"alpha", K_NUM, false},             {"keep_previous_minutes", K_NUM, false},
-    {"timeout", K_NUM, false},       {"poll", K_NUM, false},                 {NULL, K_STR, false}};
+    {"timeout", K_NUM, false},       {"poll", K_NUM, false},                 {"compare_latency", K_BOOL, false},
+    {NULL, K_STR, false}};
 static const key_spec *const STAGE_KEYS[SW_PIPELINE_STAGES] = {PREP_KEYS, TRAIN_KEYS, EVAL_KEYS, REGISTER_KEYS, ROLLOUT_KEYS};
 
 static const char *kind_name(key_kind k) {
@@ -786,7 +787,8 @@ static sw_status run_rollout(pipeline *p, stage_result *r) {
     json_decref(all);
     sw_policy_free(pol);
   }
-  static const char *const overrides[] = {"steps", "min_requests_per_step", "max_step_seconds", "alpha", "keep_previous_minutes"};
+  static const char *const overrides[] = {"steps", "min_requests_per_step", "max_step_seconds", "alpha", "keep_previous_minutes",
+                                          "compare_latency"};
   for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
     if (json_object_get(p->settings[ROLLOUT], overrides[i]))
       json_object_set(policy, overrides[i], json_object_get(p->settings[ROLLOUT], overrides[i]));

@@ -100,6 +100,7 @@ void sw_rollout_config_from_policy(const sw_policy *p, sw_rollout_mode mode, sw_
   out->alpha = 0.01;
   out->slo_p99_ms = -1;
   out->slo_error_rate = -1;
+  out->compare_latency = true;
   if (!p || !p->rollout.steps || p->rollout.n_steps == 0) {
     memcpy(out->steps, default_steps, sizeof default_steps);
     out->n_steps = sizeof default_steps / sizeof default_steps[0];
@@ -122,6 +123,7 @@ void sw_rollout_config_from_policy(const sw_policy *p, sw_rollout_mode mode, sw_
     out->alpha = p->rollout.alpha;
     out->slo_p99_ms = p->rollout.slo_p99_ms;
     out->slo_error_rate = p->rollout.slo_error_rate;
+    out->compare_latency = p->rollout.compare_latency;
   }
   const char *primary = p && p->metric ? p->metric : "accuracy";
   out->quality = !strcmp(primary, "accuracy") || !strcmp(primary, "auc");
@@ -234,7 +236,9 @@ static sw_status rollout_alloc(const sw_rollout_config *cfg, sw_rollout **out) {
   }
   r->cfg = *cfg;
   r->m[M_ERROR].used = true;
-  r->m[M_LATENCY].used = true;
+  /* off for a challenger slower by design: its absolute objective (slo_p99) still judges it,
+   * and alpha is split over one test fewer */
+  r->m[M_LATENCY].used = cfg->compare_latency;
   r->m[M_QUALITY].used = cfg->quality;
   r->m[M_SLO_P99].used = cfg->slo_p99_ms > 0;
   r->m[M_SLO_ERROR].used = cfg->slo_error_rate >= 0;

@@ -188,17 +188,18 @@ static json_t *effective_policy(const sw_rollout_config *c, const settings *s) {
   for (size_t i = 0; i < c->n_steps; i++) json_array_append_new(steps, json_integer(c->steps[i]));
   if (c->slo_p99_ms > 0) json_object_set_new(slo, "p99_ms", json_real(c->slo_p99_ms));
   if (c->slo_error_rate >= 0) json_object_set_new(slo, "error_rate", json_real(c->slo_error_rate));
-  json_t *p = json_pack("{s:o, s:I, s:f, s:f, s:o, s:s, s:f, s:s, s:b}", "steps", steps, "min_requests_per_step",
-                        (json_int_t)c->min_requests_per_step, "max_step_seconds", c->max_step_seconds, "alpha", c->alpha,
-                        "slo", slo, "user_header", s->user_header, "keep_previous_minutes", s->keep_previous_min, "alias",
-                        s->alias, "quality", c->quality);
+  json_t *p = json_pack("{s:o, s:I, s:f, s:f, s:o, s:s, s:f, s:s, s:b, s:b}", "steps", steps,
+                        "min_requests_per_step", (json_int_t)c->min_requests_per_step, "max_step_seconds",
+                        c->max_step_seconds, "alpha", c->alpha, "slo", slo, "user_header", s->user_header,
+                        "keep_previous_minutes", s->keep_previous_min, "alias", s->alias, "quality", c->quality,
+                        "compare_latency", c->compare_latency);
   if (p && c->mode == SW_ROLLOUT_AB)
     json_object_set_new(p, "ab", json_pack("{s:s, s:s}", "header", s->ab_header, "value", s->ab_value));
   return p;
 }
 
 /* Reads a rollout's settings from a policy object: the rollout section's keys (steps,
- * min_requests_per_step, max_step_seconds, alpha, slo) flat, or a whole policy file's
+ * min_requests_per_step, max_step_seconds, alpha, slo, compare_latency) flat, or a whole policy file's
  * tree (metric, gate, rollout, monitor), plus the server's own keys user_header, ab,
  * keep_previous_minutes and alias. 400-worthy problems go into msg. */
 static bool read_settings(const json_t *given, sw_rollout_mode mode, settings *s, char *msg, size_t cap) {
@@ -863,9 +864,14 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
     char steps[128] = "";
     for (size_t i = 0; i < s.cfg.n_steps; i++)
       snprintf(steps + strlen(steps), sizeof steps - strlen(steps), "%s%d", i ? "," : "", s.cfg.steps[i]);
-    snprintf(reason, sizeof reason, "%s of version %lld against version %lld (%s@%s), steps %s%%, judging %s", mode_names[mode],
-             (long long)challenger, (long long)incumbent, model, s.alias, steps,
-             s.cfg.quality ? "errors, latency and quality" : "errors and latency");
+    /* the tests in use, as the controller makes them (alpha is split over these) */
+    char judged[160];
+    snprintf(judged, sizeof judged, "errors%s%s%s%s", s.cfg.compare_latency ? ", latency" : "",
+             s.cfg.quality ? ", quality" : "", s.cfg.slo_p99_ms > 0 ? ", the p99 objective" : "",
+             s.cfg.slo_error_rate >= 0 ? ", the error-rate objective" : "");
+    snprintf(reason, sizeof reason, "%s of version %lld against version %lld (%s@%s), steps %s%%, judging %s%s", mode_names[mode],
+             (long long)challenger, (long long)incumbent, model, s.alias, steps, judged,
+             s.cfg.compare_latency ? "" : " (latency not compared with the incumbent's)");
   } else {
     snprintf(reason, sizeof reason, "out of memory at start");
     sw_rollout_abort(r, now);

@@ -51,6 +51,7 @@ static const char rich_policy[] =
     "  steps: [10, 100]\n"
     "  max_step_seconds: 2m\n"
     "  slo: {p99_ms: 12.5}\n"
+    "  compare_latency: false\n"
     "monitor:\n"
     "  every: 90\n"
     "  max_drop: {mae: \"2%\"}\n"
@@ -169,6 +170,7 @@ static void test_rich_policy(void **state) {
   assert_int_equal(p->rollout.min_requests_per_step, 500);
   assert_true(p->rollout.slo_p99_ms == 12.5);
   assert_true(p->rollout.slo_error_rate < 0);
+  assert_false(p->rollout.compare_latency);
   assert_true(p->monitor.every_seconds == 90);
   assert_threshold(&p->monitor.max_drop[0], "mae", 0.02, true);
   assert_int_equal(p->monitor.drift_window, 100);
@@ -192,6 +194,7 @@ static void test_defaults(void **state) {
   assert_true(p->rollout.max_step_seconds == 600);
   assert_true(p->rollout.alpha == 0.01);
   assert_true(p->rollout.slo_p99_ms < 0 && p->rollout.slo_error_rate < 0);
+  assert_true(p->rollout.compare_latency);
   assert_true(p->monitor.every_seconds == 600);
   assert_int_equal(p->monitor.n_max_drop, 0);
   assert_true(p->monitor.drift_psi == 0.1 && p->monitor.drift_js == 0.1);
@@ -212,7 +215,7 @@ static void test_defaults(void **state) {
   json_t *want = json_loads("{\"metric\": \"accuracy\","
                             " \"gate\": {\"split\": \"test\", \"min\": {}, \"max\": {}, \"max_drop\": {}, \"slices\": {}},"
                             " \"rollout\": {\"steps\": [1, 5, 25, 50, 100], \"slo\": {}, \"min_requests_per_step\": 500,"
-                            "   \"max_step_seconds\": 600.0, \"alpha\": 0.01},"
+                            "   \"max_step_seconds\": 600.0, \"alpha\": 0.01, \"compare_latency\": true},"
                             " \"monitor\": {\"every\": 600.0, \"max_drop\": {},"
                             "   \"drift\": {\"psi\": 0.1, \"js\": 0.1, \"window\": 2000, \"share\": 0.5}}}",
                             0, NULL);
@@ -311,6 +314,8 @@ static void test_bad_input(void **state) {
       {"rollout: {slo: {error_rate: 1.5}}", "rollout.slo.error_rate: 1.5 is outside [0, 1]"},
       {"rollout: {slo: {error_rate: -0.1}}", "rollout.slo.error_rate: -0.1 is negative"},
       {"rollout: {stepz: [100]}", "rollout.stepz: unknown key"},
+      {"rollout: {compare_latency: no}", "rollout.compare_latency: expected true or false, got a string"},
+      {"rollout: {compare_latency: 0}", "rollout.compare_latency: expected true or false, got an integer"},
       {"monitor: {every: 10 minutes}", "monitor.every: expected a duration like 30s, 10m, 1h"},
       {"monitor: {every: m}", "monitor.every: expected a duration"},
       {"monitor: {every: [1]}", "monitor.every: expected a duration like 30s, 10m, 1h or a number of seconds, got a list"},
