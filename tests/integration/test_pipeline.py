@@ -1,17 +1,19 @@
 """`slipway pipeline run` (docs/PIPELINE.md): the three example pipelines at a reduced size,
 the cache (an unchanged rerun skips every stage, a changed model file reruns train and what
 follows, --force), failures that stop the pipeline and a rerun that continues from them,
-the executions in the registry (SQLite and PostgreSQL), the rollout stage against a stand-in
-for the server's admin API, bad files, and `make demo DEMO_QUICK=1`."""
+the executions in the registry (SQLite and PostgreSQL), the rollout stage against a real
+`slipway serve` with `slipway loadgen` traffic, bad files, and `make demo DEMO_QUICK=1`."""
 import json
 import os
 import shutil
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import requests
+
 from conftest import REPO, describe, postgres_database
+from rollout_traffic import Loadgen
+from serving import Server
 
 EXAMPLES = REPO / "examples"
 STAGES = ["prep", "train", "eval", "register"]
@@ -193,70 +195,58 @@ def test_executions_on_postgres(run, tmp_path, fashion_mnist, postgres_server):
                    ("prep", "cached"), ("train", "cached"), ("eval", "cached"), ("register", "complete")], got
 
 
-class FakeAdmin(BaseHTTPRequestHandler):
-    """The admin API's rollout routes as DESIGN.md fixes them, deciding what `outcome` says
-    after two looks. A stand-in for `slipway serve` until the rollout controller lands."""
-
-    outcome = "promoted"
-    token = "t0ken"
-    seen = []
-    looks = 0
-
-    def log_message(self, *a):
-        pass
-
-    def answer(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def record(self, state):
-        reason = "quality: e-value 140 crossed 1/alpha = 100" if state == "rolled_back" else "the last step passed"
-        action = {"running": "start", "promoted": "promote", "rolled_back": "rollback"}[state]
-        return {"id": 7, "model": self.seen[0]["model"], "incumbent": 1, "challenger": self.seen[0]["challenger"],
-                "mode": self.seen[0]["mode"], "state": state, "weight": 100 if state == "promoted" else 0, "step": 0,
-                "policy": self.seen[0]["policy"], "decisions": [{"action": action, "reason": reason}]}
-
-    def do_POST(self):
-        if self.headers.get("Authorization") != f"Bearer {self.token}":
-            return self.answer(401, {"error": "bad token"})
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeAdmin.seen.append(body)
-        self.answer(201, self.record("running"))
-
-    def do_GET(self):
-        FakeAdmin.looks += 1
-        self.answer(200, self.record("running" if FakeAdmin.looks < 2 else FakeAdmin.outcome))
-
-
-def test_rollout_stage_against_the_admin_api(run, tmp_path, fashion_mnist):
+def test_rollout_stage_on_a_real_server(slipway, run, tmp_path, fashion_mnist):
+    """The rollout stage against `slipway serve` (registry catalog) with `slipway loadgen
+    --feedback` traffic: a challenger trained longer is promoted (exit 0, production
+    moved by the rollout, the stage's execution recorded); one trained for 15 steps
+    (~18 points less accurate) is rolled back on quality (exit 3, the reason shown)."""
     ex = copy_example(tmp_path, "fashion-mnist", "pipeline.quick.yaml", "mlp.yaml", "policy.quick.yaml")
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), FakeAdmin)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    f = ex / "pipeline.quick.yaml"
+    _, rep = pipe(run, tmp_path, f)  # fmnist-quick:1, production (no rollout stage yet)
+    assert rep["stages"][3]["outputs"]["ref"] == "fmnist-quick:1" and rep["stages"][3]["outputs"]["alias"] == "production"
+    env = dict(os.environ, SLIPWAY_HOME=str(tmp_path / "home"), SLIPWAY_LOG="warn")
+    srv = Server(slipway, tmp_path, "--poll", "0.2")
     try:
-        f = ex / "pipeline.quick.yaml"
-        f.write_text(f.read_text() + f"  rollout:\n    server: http://127.0.0.1:{srv.server_port}\n    poll: 0.05\n"
-                     "    steps: [10, 50, 100]\n    min_requests_per_step: 20\n")
-        (tmp_path / "home").mkdir()
-        (tmp_path / "home" / "admin.token").write_text("t0ken\n")
-        FakeAdmin.outcome = "rolled_back"
-        r, rep = pipe(run, tmp_path, f, ok=(3,))
-        assert states(rep)["rollout"] == "refused" and "rolled back" in rep["error"] and "e-value 140" in rep["error"], rep
-        body = FakeAdmin.seen[-1]
-        assert body["model"] == "fmnist-quick" and body["challenger"] == 1 and body["mode"] == "canary"
-        assert body["policy"]["steps"] == [10, 50, 100] and body["policy"]["min_requests_per_step"] == 20
-        # with a rollout after it, the gate blesses (alias candidate) and leaves production alone
-        reg = rep["stages"][3]["outputs"]
-        assert reg["alias"] == "candidate" and reg["state"] == "blessed", reg
-        FakeAdmin.outcome, FakeAdmin.looks = "promoted", 0
-        _, rep = pipe(run, tmp_path, f)
-        assert states(rep) == {**dict.fromkeys(STAGES, "cached"), "rollout": "complete"}, rep
-        assert rep["stages"][4]["outputs"]["state"] == "promoted"
+        # the pipeline's stage only decides; traffic is the service's (here loadgen's users)
+        f.write_text(f.read_text() + f"  rollout:\n    server: {srv.url}\n    poll: 0.2\n    steps: [50, 100]\n"
+                     "    min_requests_per_step: 100\n    max_step_seconds: 60\n    timeout: 90\n")
+        (ex / "lenient.yaml").write_text("metric: accuracy\ngate:\n  split: test\n  min: {accuracy: 0.3}\n")
+        data = tmp_path / "work" / "data"
+
+        def with_traffic(*args, ok):
+            t = Loadgen(slipway, srv.url, "fmnist-quick", data, rps=300, users=300)
+            try:
+                return pipe(run, tmp_path, f, *args, ok=ok)
+            finally:
+                t.stop()
+
+        r, rep = with_traffic("--set", "stages.train.steps=300", ok=(0,))
+        assert states(rep) == {"prep": "cached", "train": "complete", "eval": "complete", "register": "complete",
+                               "rollout": "complete"}, rep
+        out = rep["stages"][4]["outputs"]
+        assert out["ref"] == "fmnist-quick:2" and out["state"] == "promoted" and "promoted" in out["reason"], out
+        show = json.loads(run("registry", "show", "fmnist-quick@production", "--json", env=env).stdout)
+        assert show["version"] == 2 and show["alias_history"][-1]["who"] == "rollout", show["alias_history"]
+        lin = json.loads(run("registry", "lineage", "fmnist-quick:2", "--json", env=env).stdout)
+        ro = [e for e in lin["executions"] if e["stage"] == "rollout"]
+        assert [e["state"] for e in ro] == ["complete"] and ro[0]["outputs"]["state"] == "promoted", ro
+        rec = requests.get(f"{srv.url}/admin/rollouts/fmnist-quick", timeout=10,
+                           headers={"Authorization": f"Bearer {srv.token}"}).json()
+        assert [d["action"] for d in rec["decisions"] if d["action"] != "snapshot"] == ["start", "advance", "promote"]
+        assert rec["policy"]["steps"] == [50, 100] and rec["policy"]["min_requests_per_step"] == 100, rec["policy"]
+
+        # 15 steps of training: blessed by a lenient gate, rolled back live, production stays
+        r, rep = with_traffic("--set", "stages.train.steps=15", "--set", "stages.register.policy=lenient.yaml", ok=(3,))
+        assert states(rep)["register"] == "complete" and states(rep)["rollout"] == "refused", rep
+        assert rep["failed_stage"] == "rollout" and "rolled back" in rep["error"] and "quality" in rep["error"], rep
+        assert "stopped at rollout" in r.stderr and "quality: e-value" in r.stderr, r.stderr
+        assert json.loads(run("registry", "show", "fmnist-quick@production", "--json", env=env).stdout)["version"] == 2
+        v3 = json.loads(run("registry", "show", "fmnist-quick:3", "--json", env=env).stdout)
+        assert v3["state"] == "rolled_back", v3
+        lin = json.loads(run("registry", "lineage", "fmnist-quick:3", "--json", env=env).stdout)
+        assert [e["state"] for e in lin["executions"] if e["stage"] == "rollout"] == ["failed"], lin["executions"]
     finally:
-        srv.shutdown()
+        assert srv.stop() == 0
 
 
 def test_make_demo_quick(slipway, tmp_path, fashion_mnist):

@@ -33,8 +33,11 @@ MODELS = {
     "manual": (0.0, 0.0),
     "abtest": (0.0, 0.0),
     "quiet": (0.0, 0.0),
+    "slower": (0.0, 0.0),
+    "slower_slo": (0.0, 0.0),
 }
-FAULTS = ["--debug-delay", "slow:2=5", "--debug-fail", "failing:2=0.05"]
+FAULTS = ["--debug-delay", "slow:2=5", "--debug-fail", "failing:2=0.05", "--debug-delay", "slower:2=10",
+          "--debug-delay", "slower_slo:2=30"]
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +190,37 @@ def test_worse_challenger_is_rolled_back_before_the_25_percent_step(slipway, run
     r = requests.post(f"{server.url}/v1/models/{model}:predict", json={"instances": [[0, 0, 0, 1]]},
                       headers={"X-User-Id": "u1"}, timeout=10)
     assert r.headers["X-Model-Version"] == "1"
+
+
+# ---- a challenger slower by design: the latency comparison off, the objective on --------------
+
+
+@pytest.mark.parametrize("model,slo,rc,state", [("slower", 300, 0, "promoted"), ("slower_slo", 10, 3, "rolled_back")])
+def test_no_latency_comparison_promotes_a_slower_challenger_within_its_slo(slipway, run, server, registry, data,
+                                                                          model, slo, rc, state):
+    """--no-compare-latency: a challenger 10 ms slower per request (which the latency test
+    rolls back, test above) is promoted when its p99 stays within --slo-p99-ms 300; one
+    30 ms slower against an objective of 10 ms is rolled back by the objective."""
+    _, env = registry
+    p = start_wait(slipway, server, env, f"{model}:2", "--steps", "20,100", "--min-requests-per-step", "60",
+                   "--max-step-seconds", "60", "--no-compare-latency", "--slo-p99-ms", str(slo))
+    (code, out, err), report = with_traffic(slipway, server, model, data, p, rps=100)
+    assert code == rc, f"exit {code}\n{out}\n{err}\n{server.logs()[-3000:]}"
+    rec = status(server, model)
+    assert rec["state"] == state and rec["policy"]["compare_latency"] is False, rec
+    assert rec["policy"]["slo"]["p99_ms"] == slo, rec["policy"]
+    start, last = decisions(rec)[0], decisions(rec)[-1]
+    assert "latency not compared" in start["reason"] and "p99 objective" in start["reason"], start
+    # no latency test: errors, quality and the objective share alpha (boundary 300 each)
+    assert set(last["evidence"]) == {"error_rate", "quality", "slo_p99"}, last["evidence"]
+    assert last["evidence"]["slo_p99"]["boundary"] == pytest.approx(300)
+    if state == "promoted":
+        assert last["action"] == "promote" and served(report, 2) > 60, (last, report["versions"])
+        assert json.loads(run("registry", "show", f"{model}@production", "--json", env=env).stdout)["version"] == 2
+    else:
+        assert last["action"] == "rollback" and "slo_p99: e-value" in last["reason"], last
+        assert last["evidence"]["slo_p99"]["verdict"] == "worse"
+    print(f"\n{model}: {state} after {report['requests']['answered']} requests: {last['reason']}")
 
 
 # ---- stickiness, shadow ----------------------------------------------------------------------
