@@ -209,7 +209,7 @@ def test_rollout_stage_on_a_real_server(slipway, run, tmp_path, fashion_mnist):
     try:
         # the pipeline's stage only decides; traffic is the service's (here loadgen's users)
         f.write_text(f.read_text() + f"  rollout:\n    server: {srv.url}\n    poll: 0.2\n    steps: [50, 100]\n"
-                     "    min_requests_per_step: 100\n    max_step_seconds: 60\n    timeout: 90\n")
+                     "    min_requests_per_step: 400\n    max_step_seconds: 60\n    timeout: 90\n")
         (ex / "lenient.yaml").write_text("metric: accuracy\ngate:\n  split: test\n  min: {accuracy: 0.3}\n")
         data = tmp_path / "work" / "data"
 
@@ -233,7 +233,7 @@ def test_rollout_stage_on_a_real_server(slipway, run, tmp_path, fashion_mnist):
         rec = requests.get(f"{srv.url}/admin/rollouts/fmnist-quick", timeout=10,
                            headers={"Authorization": f"Bearer {srv.token}"}).json()
         assert [d["action"] for d in rec["decisions"] if d["action"] != "snapshot"] == ["start", "advance", "promote"]
-        assert rec["policy"]["steps"] == [50, 100] and rec["policy"]["min_requests_per_step"] == 100, rec["policy"]
+        assert rec["policy"]["steps"] == [50, 100] and rec["policy"]["min_requests_per_step"] == 400, rec["policy"]
 
         # 15 steps of training: blessed by a lenient gate, rolled back live, production stays
         r, rep = with_traffic("--set", "stages.train.steps=15", "--set", "stages.register.policy=lenient.yaml", ok=(3,))
