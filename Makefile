@@ -66,7 +66,7 @@ fuzz: deps
 # The whole flow on Fashion-MNIST (scripts/demo, docs/PIPELINE.md); DEMO_QUICK=1 is the
 # reduced run of the test suite; SLIPWAY=PATH uses that binary and skips the build.
 demo: $(if $(SLIPWAY),,build)
-	@DEMO_QUICK=$(DEMO_QUICK) DEMO_DIR=$(DEMO_DIR) SLIPWAY=$(SLIPWAY) scripts/demo $(BUILD)
+	@DEMO_QUICK=$(DEMO_QUICK) DEMO_KEEP=$(DEMO_KEEP) DEMO_DIR=$(DEMO_DIR) SLIPWAY=$(SLIPWAY) scripts/demo $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz demo
