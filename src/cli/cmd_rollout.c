@@ -198,6 +198,9 @@ static void print_record(const json_t *rec) {
   const json_t *x;
   json_array_foreach(json_object_get(pol, "steps"), i, x) printf("%s%lld", i ? "," : "", (long long)json_integer_value(x));
   printf("]  started %s  updated %s\n", str(rec, "created_at"), str(rec, "updated_at"));
+  if (json_is_false(json_object_get(pol, "compare_latency")))
+    printf("latency not compared with the incumbent's (compare_latency: false); p99 objective %s\n",
+           json_is_number(json_object_get(json_object_get(pol, "slo"), "p99_ms")) ? "on" : "none");
   const json_t *decisions = json_object_get(rec, "decisions");
   const json_t *ev = json_object_get(live, "evidence");
   size_t n_snap = 0;

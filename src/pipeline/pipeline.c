@@ -787,8 +787,8 @@ static sw_status run_rollout(pipeline *p, stage_result *r) {
     json_decref(all);
     sw_policy_free(pol);
   }
-  static const char *const overrides[] = {"steps", "min_requests_per_step", "max_step_seconds", "alpha", "keep_previous_minutes",
-                                          "compare_latency"};
+  static const char *const overrides[] = {"steps", "min_requests_per_step", "max_step_seconds", "alpha",
+                                          "keep_previous_minutes", "compare_latency"};
   for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
     if (json_object_get(p->settings[ROLLOUT], overrides[i]))
       json_object_set(policy, overrides[i], json_object_get(p->settings[ROLLOUT], overrides[i]));

@@ -869,8 +869,8 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
     snprintf(judged, sizeof judged, "errors%s%s%s%s", s.cfg.compare_latency ? ", latency" : "",
              s.cfg.quality ? ", quality" : "", s.cfg.slo_p99_ms > 0 ? ", the p99 objective" : "",
              s.cfg.slo_error_rate >= 0 ? ", the error-rate objective" : "");
-    snprintf(reason, sizeof reason, "%s of version %lld against version %lld (%s@%s), steps %s%%, judging %s%s", mode_names[mode],
-             (long long)challenger, (long long)incumbent, model, s.alias, steps, judged,
+    snprintf(reason, sizeof reason, "%s of version %lld against version %lld (%s@%s), steps %s%%, judging %s%s",
+             mode_names[mode], (long long)challenger, (long long)incumbent, model, s.alias, steps, judged,
              s.cfg.compare_latency ? "" : " (latency not compared with the incumbent's)");
   } else {
     snprintf(reason, sizeof reason, "out of memory at start");

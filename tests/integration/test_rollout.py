@@ -220,6 +220,8 @@ def test_no_latency_comparison_promotes_a_slower_challenger_within_its_slo(slipw
     else:
         assert last["action"] == "rollback" and "slo_p99: e-value" in last["reason"], last
         assert last["evidence"]["slo_p99"]["verdict"] == "worse"
+    st = rollout(run, server, env, "status", model)
+    assert st.returncode == 0 and "latency not compared" in st.stdout and "p99 objective on" in st.stdout, describe(st)
     print(f"\n{model}: {state} after {report['requests']['answered']} requests: {last['reason']}")
 
 
