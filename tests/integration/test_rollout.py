@@ -359,6 +359,12 @@ def test_manual_promote_a_second_rollout_and_bad_input(run, server, registry):
     assert bad.returncode == 2 and "--ab-header" in bad.stderr, describe(bad)
     bad = run("rollout", env=env)
     assert bad.returncode == 2 and "subcommand" in bad.stderr, describe(bad)
+    bad = rollout(run, server, env, "status", "manual", "--no-compare-latency")
+    assert bad.returncode == 2 and "go with start" in bad.stderr, describe(bad)
+    bad = rollout(run, server, env, "start", "manual:2", "--slo-p99-ms", "fast")
+    assert bad.returncode == 2 and "--slo-p99-ms" in bad.stderr, describe(bad)
+    r = admin_start(server, {**ok, "policy": {"compare_latency": "no"}})
+    assert r.status_code == 400 and "compare_latency: expected true or false" in r.json()["error"], r.text
     bad = rollout(run, server, {**env, "SLIPWAY_HOME": str(registry[0] / "nohome")}, "status", "manual")
     assert bad.returncode == 1 and "admin token" in bad.stderr, describe(bad)
     bad = rollout(run, server, {**env, "SLIPWAY_ADMIN_TOKEN": "x" * 40}, "status", "manual")
