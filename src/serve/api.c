@@ -110,25 +110,6 @@ static bool parse_id(const char *s, size_t n, int64_t *out) {
   return true;
 }
 
-static size_t split_path(const char *path, const char **seg, size_t *len, size_t max) {
-  size_t n = 0;
-  while (*path == '/') path++;
-  while (*path) {
-    const char *e = strchr(path, '/');
-    size_t l = e ? (size_t)(e - path) : strlen(path);
-    if (n < max) {
-      seg[n] = path;
-      len[n] = l;
-    }
-    n++;
-    path += l;
-    while (*path == '/') path++;
-  }
-  return n;
-}
-
-static bool seg_eq(const char *s, size_t n, const char *word) { return strlen(word) == n && !memcmp(s, word, n); }
-
 /* ---- /models -------------------------------------------------------------------------- */
 
 /* Every model: its versions (state, aliases, evaluations), its aliases now and their
@@ -704,17 +685,17 @@ void sw__api_answer(sw__api *a, const char *path, const sw__api_request *rq, sw_
   memset(out, 0, sizeof *out);
   const char *seg[8];
   size_t len[8];
-  size_t n = split_path(path, seg, len, 8);
-  if (n == 0 || (n == 1 && seg_eq(seg[0], len[0], "info"))) {
+  size_t n = sw__path_segments(path, seg, len, 8);
+  if (n == 0 || (n == 1 && sw__seg_is(seg[0], len[0], "info"))) {
     return reply_json(out, 200,
                       json_pack("{s:s, s:s, s:b, s:s?, s:[s,s,s,s,s,s,s]}", "name", "slipway", "version", sw_version(),
                                 "registry", a->registry, "backend", a->reg ? sw_registry_backend(a->reg) : NULL, "endpoints",
                                 "models", "models/{m}/versions/{v}", "models/{m}/versions/{v}/metrics", "rollouts",
                                 "rollouts/{id}", "serving", "events"));
   }
-  if (n == 1 && seg_eq(seg[0], len[0], "serving")) return answer_serving(a, rq, out);
-  bool models = seg_eq(seg[0], len[0], "models"), rollouts = seg_eq(seg[0], len[0], "rollouts"),
-       events = seg_eq(seg[0], len[0], "events");
+  if (n == 1 && sw__seg_is(seg[0], len[0], "serving")) return answer_serving(a, rq, out);
+  bool models = sw__seg_is(seg[0], len[0], "models"), rollouts = sw__seg_is(seg[0], len[0], "rollouts"),
+       events = sw__seg_is(seg[0], len[0], "events");
   if (!(models && (n == 1 || n == 4 || n == 5)) && !(rollouts && n <= 2) && !(events && n == 1))
     return reply_error(out, 404, "no such endpoint (see /api/v1/info)");
   char ref[SW_MODEL_NAME_MAX + 32], name[SW_MODEL_NAME_MAX + 1];
@@ -722,7 +703,7 @@ void sw__api_answer(sw__api *a, const char *path, const sw__api_request *rq, sw_
   if (models && n >= 4) {
     if (!sw_serve_name_valid(seg[1], len[1]))
       return reply_error(out, 400, "invalid model name (1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit)");
-    if (!seg_eq(seg[2], len[2], "versions") || (n == 5 && !seg_eq(seg[4], len[4], "metrics")))
+    if (!sw__seg_is(seg[2], len[2], "versions") || (n == 5 && !sw__seg_is(seg[4], len[4], "metrics")))
       return reply_error(out, 404, "no such endpoint (see /api/v1/info)");
     if (!parse_id(seg[3], len[3], &version) || version <= 0) return reply_error(out, 400, "a version is a positive integer");
     snprintf(name, sizeof name, "%.*s", (int)len[1], seg[1]);

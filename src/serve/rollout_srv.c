@@ -672,6 +672,37 @@ static int answer_record(sw__rollouts *rs, rslot *sl, int64_t id, int code, json
   return code;
 }
 
+/* Puts a started or resumed rollout into its model's slot, where the router reads it
+ * (the slot takes r); false when the settings could not be copied (the slot then stays
+ * inactive). */
+static bool install(sw__rollouts *rs, rslot *sl, sw_rollout *r, int64_t id, int64_t incumbent, int64_t challenger,
+                    sw_rollout_mode mode, const settings *s) {
+  pthread_rwlock_wrlock(&sl->lock);
+  sw_rollout_free(sl->r);
+  sl->r = r;
+  sl->id = id;
+  sl->incumbent = incumbent;
+  sl->challenger = challenger;
+  sl->mode = mode;
+  sw_free(sl->user_header);
+  sw_free(sl->ab_header);
+  sw_free(sl->ab_value);
+  sw_free(sl->alias);
+  sl->user_header = sw_strdup(s->user_header);
+  sl->ab_header = sw_strdup(s->ab_header);
+  sl->ab_value = sw_strdup(s->ab_value);
+  sl->alias = sw_strdup(s->alias);
+  sl->keep_previous_min = s->keep_previous_min;
+  sl->quality = s->cfg.quality;
+  pthread_mutex_lock(&rs->mu);
+  sl->epoch = ++rs->next_epoch;
+  pthread_mutex_unlock(&rs->mu);
+  bool ok = sl->user_header && sl->ab_header && sl->ab_value && sl->alias;
+  sl->active = ok;
+  pthread_rwlock_unlock(&sl->lock);
+  return ok;
+}
+
 static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **answer) {
   json_error_t jerr;
   json_t *j = json_loadb(body, len, 0, &jerr);
@@ -835,29 +866,7 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
     code = answer_internal(answer, "recording the rollout in the registry");
     goto unlock;
   }
-  pthread_rwlock_wrlock(&sl->lock);
-  sw_rollout_free(sl->r);
-  sl->r = r;
-  sl->id = id;
-  sl->incumbent = incumbent;
-  sl->challenger = challenger;
-  sl->mode = mode;
-  sw_free(sl->user_header);
-  sw_free(sl->ab_header);
-  sw_free(sl->ab_value);
-  sw_free(sl->alias);
-  sl->user_header = sw_strdup(s.user_header);
-  sl->ab_header = sw_strdup(s.ab_header);
-  sl->ab_value = sw_strdup(s.ab_value);
-  sl->alias = sw_strdup(s.alias);
-  sl->keep_previous_min = s.keep_previous_min;
-  sl->quality = s.cfg.quality;
-  pthread_mutex_lock(&rs->mu);
-  sl->epoch = ++rs->next_epoch;
-  pthread_mutex_unlock(&rs->mu);
-  bool ok = sl->user_header && sl->ab_header && sl->ab_value && sl->alias;
-  sl->active = ok;
-  pthread_rwlock_unlock(&sl->lock);
+  bool ok = install(rs, sl, r, id, incumbent, challenger, mode, &s);
   char reason[512];
   if (ok) {
     char steps[128] = "";
@@ -1067,26 +1076,7 @@ static void resume(sw__rollouts *rs, const json_t *rec) {
     pthread_mutex_unlock(&sl->op);
     return;
   }
-  pthread_rwlock_wrlock(&sl->lock);
-  sw_rollout_free(sl->r);
-  sl->r = r;
-  sl->id = id;
-  sl->incumbent = incumbent;
-  sl->challenger = challenger;
-  sl->mode = mode;
-  sw_free(sl->user_header);
-  sw_free(sl->ab_header);
-  sw_free(sl->ab_value);
-  sw_free(sl->alias);
-  sl->user_header = sw_strdup(s.user_header);
-  sl->ab_header = sw_strdup(s.ab_header);
-  sl->ab_value = sw_strdup(s.ab_value);
-  sl->alias = sw_strdup(s.alias);
-  sl->keep_previous_min = s.keep_previous_min;
-  sl->quality = s.cfg.quality;
-  sl->epoch = ++rs->next_epoch;
-  sl->active = sl->user_header && sl->ab_header && sl->ab_value && sl->alias;
-  pthread_rwlock_unlock(&sl->lock);
+  install(rs, sl, r, id, incumbent, challenger, mode, &s);
   char reason[256];
   snprintf(reason, sizeof reason, "resumed after a restart at step %zu (%d%%) from the state recorded at %s (%s)",
            sw_rollout_step(r), sw_rollout_weight(r), json_string_value(json_object_get(from, "at")) ?: "?",
