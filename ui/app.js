@@ -281,7 +281,7 @@ async function pageRollout(args) {
           decs.filter((x) => x.action !== 'snapshot').map((x) => h('tr', {'data-action': x.action}, h('td', {}, when(x.at)),
             h('td', {class: 'num'}, x.step), h('td', {class: 'num'}, `${fmt(x.weight, 0)} %`), h('td', {}, badge(x.action, x.action === 'rollback' ? 'rolled_back' : x.action === 'promote' ? 'promoted' : '')),
             h('td', {}, x.reason || ''))), {id: 'decisions'}),
-          h('p', {class: 'muted'}, `${decs.filter((x) => x.action === 'snapshot').length} evidence snapshots`)),
+          (() => { const n = decs.filter((x) => x.action === 'snapshot').length; return h('p', {class: 'muted'}, `${n} evidence snapshot${n === 1 ? '' : 's'} (drawn above, not listed)`); })()),
         card(h('h2', {}, 'policy'), h('div', {class: 'kv'},
           h('div', {}, 'steps'), h('div', {}, (p.steps || []).join(' → ') + ' %'),
           h('div', {}, 'min requests / step'), h('div', {}, p.min_requests_per_step ?? '–'),
