@@ -213,6 +213,23 @@ static void answer_models(sw__api *a, sw__reply *out) {
                                  "models", a->models));
 }
 
+/* A rollout record as the pages get it: each decision without "saved", the controller's
+ * state kept for a restart (up to 200 latency samples and the router's salt per decision,
+ * hundreds of KiB per record over its snapshots), which no page shows and none should
+ * poll every 2 s. Takes rec; returns it. */
+static json_t *rollout_public(json_t *rec) {
+  json_t *d;
+  size_t i;
+  json_array_foreach(json_object_get(rec, "decisions"), i, d) json_object_del(d, "saved");
+  return rec;
+}
+
+static void rollouts_public(json_t *list) {
+  json_t *r;
+  size_t i;
+  json_array_foreach(list, i, r) rollout_public(r);
+}
+
 /* ---- /models/{m}/versions/{v} ------------------------------------------------------- */
 
 static void answer_version(sw__api *a, const char *ref, const char *name, int64_t version, sw__reply *out) {
@@ -245,6 +262,7 @@ static void answer_version(sw__api *a, const char *ref, const char *name, int64_
                                           json_object_get(d, "decision") ?: json_null()));
   }
   json_decref(rollouts);
+  rollouts_public(mine);
   reply_json(out, 200, json_pack("{s:o, s:o, s:o, s:o}", "version", show, "lineage", lineage, "gate", gate, "rollouts", mine));
 }
 
@@ -729,12 +747,15 @@ void sw__api_answer(sw__api *a, const char *path, const sw__api_request *rq, sw_
   else if (rollouts && n == 2) {
     st = sw_registry_rollout_get(a->reg, id, &j);
     if (st) reply_registry_error(out, st);
-    else reply_json(out, 200, j);
+    else reply_json(out, 200, rollout_public(j));
   } else if (rollouts) {
     st = sw_registry_rollout_list(a->reg, model_arg, &j);
     while (!st && json_array_size(j) > ROLLOUTS_MAX) json_array_remove(j, json_array_size(j) - 1);
     if (st) reply_registry_error(out, st);
-    else reply_json(out, 200, json_pack("{s:o}", "rollouts", j));
+    else {
+      rollouts_public(j);
+      reply_json(out, 200, json_pack("{s:o}", "rollouts", j));
+    }
   } else {
     int64_t latest = 0;
     st = sw_registry_events(a->reg, after, limit, &j);

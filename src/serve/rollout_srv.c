@@ -88,11 +88,15 @@ static uint64_t mix64(uint64_t x) { /* splitmix64's finalizer */
 
 static uint64_t next_key(sw__rollouts *rs) { return mix64(rs->seed ^ atomic_fetch_add(&rs->counter, 1)); }
 
+/* Milliseconds, as the registry's own timestamps: decisions can come 100 ms apart (a
+ * tick), and the dashboard draws them on a time axis against the record's created_at. */
 static void now_rfc3339(char out[32]) {
-  time_t t = time(NULL);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
 static bool header_name_ok(const char *s) {
