@@ -732,8 +732,15 @@ static enum MHD_Result dispatch(conn_ctx *c) {
   int64_t version = r->version;
   const char *label = r->label[0] ? r->label : NULL;
   bool infer = r->kind == R_TF_PREDICT || r->kind == R_TF_CLASSIFY || r->kind == R_V2_INFER;
+  const char *asked_label = label;
   if (infer && !version && sw__rollouts_route(s->ro, r->model, label, conn_header, c, &version, &c->rt)) label = NULL;
   sw_status st = sw__manager_acquire(&s->mgr, r->model, version, label, &c->v);
+  if (st == SW_STATUS_NOT_FOUND && c->rt.slot) {
+    /* the rollout ended (and its version went) between routing and here: this request
+     * is served as if there had been no rollout, and is no evidence */
+    memset(&c->rt, 0, sizeof c->rt);
+    st = sw__manager_acquire(&s->mgr, r->model, 0, asked_label, &c->v);
+  }
   if (st) {
     if (r->kind == R_V2_MODEL_READY && st == SW_STATUS_NOT_FOUND && sw__manager_find(&s->mgr, r->model))
       return send_json(c, MHD_HTTP_OK, json_pack("{s:s,s:b}", "name", r->model, "ready", 0));
