@@ -100,7 +100,7 @@ async function pageModels() {
           h('h2', {}, model.name, ' ', aliases),
           table(['version', 'state', 'aliases', 'created', 'evaluations'], rows, {class: 'versions', 'data-model': model.name}),
           ros.length ? [h('h3', {}, 'rollouts'), table(['id', 'challenger vs incumbent', 'mode', 'state', '#weight', 'last decision'], ros)] : null,
-          hist.length ? [h('h3', {}, 'alias history'), table(['at', 'alias', 'move', 'who', 'why'], hist)] : null));
+          hist.length ? [h('h3', {}, 'alias history'), table(['at', 'alias', 'move', 'who', 'why'], hist, {class: 'alias-history'})] : null));
       }
       return out;
     },
@@ -237,8 +237,9 @@ async function pageRollout(args) {
     key: JSON.stringify(r),
     render: () => {
       const live = ['running', 'holding', 'pending'].includes(r.state);
-      const t0 = secs(r.created_at);
       const decs = r.decisions || [];
+      // the start decision is stamped just before the record is created
+      const t0 = Math.min(secs(r.created_at), ...decs.map((x) => secs(x.at)).filter((x) => isFinite(x)));
       const d = lastDecision(r);
       // weight over time: every decision's weight, then the record's own now
       const tx = decs.map((x) => secs(x.at) - t0), wy = decs.map((x) => x.weight);
@@ -259,8 +260,14 @@ async function pageRollout(args) {
           xLabel: 'seconds since start', yLabel: 'e-value (log)', width: 460, height: 200});
         svg.setAttribute('data-chart', `evidence-${k}`);
         const side = (s) => (s ? `${s.events}/${s.n}` : '–');
+        // an objective (slo_*) is the challenger against a fixed figure, not the incumbent;
+        // latency's events are answers slower than the incumbent's p99 once it is fixed
+        const against = last.objective_ms !== undefined ? `objective p99 ≤ ${Chart.fmt(last.objective_ms)} ms`
+          : last.objective !== undefined ? `objective ≤ ${Chart.fmt(last.objective)}` : `incumbent ${side(last.incumbent)}`;
+        const what = {error_rate: 'errors', latency: last.threshold_ms !== undefined ? `slower than ${Chart.fmt(last.threshold_ms)} ms` : 'slow',
+          quality: 'wrong', slo_p99: `over ${Chart.fmt(last.objective_ms)} ms`, slo_error_rate: 'errors'}[k] || 'events';
         return h('div', {'data-metric': k}, h('h3', {}, k, ' ', badge(last.verdict || 'waiting')), svg,
-          h('p', {class: 'muted'}, `challenger ${side(last.challenger)} · incumbent ${side(last.incumbent)} (events/n) · α ${Chart.fmt(last.alpha)}`));
+          h('p', {class: 'muted'}, `challenger ${side(last.challenger)} · ${against} (${what}/n) · e = ${Chart.fmt(last.e_value)} · α ${Chart.fmt(last.alpha)}`));
       });
       const p = r.policy || {};
       return [
@@ -273,8 +280,8 @@ async function pageRollout(args) {
         card(h('h2', {}, 'decisions'), table(['at', '#step', '#weight', 'action', 'reason'],
           decs.filter((x) => x.action !== 'snapshot').map((x) => h('tr', {'data-action': x.action}, h('td', {}, when(x.at)),
             h('td', {class: 'num'}, x.step), h('td', {class: 'num'}, `${fmt(x.weight, 0)} %`), h('td', {}, badge(x.action, x.action === 'rollback' ? 'rolled_back' : x.action === 'promote' ? 'promoted' : '')),
-            h('td', {}, x.reason || '')))),
-          h('p', {class: 'muted'}, `${decs.filter((x) => x.action === 'snapshot').length} evidence snapshots`)),
+            h('td', {}, x.reason || ''))), {id: 'decisions'}),
+          (() => { const n = decs.filter((x) => x.action === 'snapshot').length; return h('p', {class: 'muted'}, `${n} evidence snapshot${n === 1 ? '' : 's'} (drawn above, not listed)`); })()),
         card(h('h2', {}, 'policy'), h('div', {class: 'kv'},
           h('div', {}, 'steps'), h('div', {}, (p.steps || []).join(' → ') + ' %'),
           h('div', {}, 'min requests / step'), h('div', {}, p.min_requests_per_step ?? '–'),

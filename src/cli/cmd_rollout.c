@@ -157,6 +157,7 @@ static sw_status read_token(const char *path, char **out) {
 static int http_failure(const char *sub, long code, const json_t *answer) {
   const char *msg = json_string_value(json_object_get(answer, "error"));
   fprintf(stderr, "slipway rollout %s: the server answered %ld: %s\n", sub, code, msg ? msg : "(no message)");
+  if (json_is_true(json_object_get(answer, "refused"))) return SW_EXIT_REFUSED; /* e.g. rejected by a gate */
   return code == 400 ? SW_EXIT_USAGE : SW_EXIT_FAILURE;
 }
 

@@ -110,25 +110,6 @@ static bool parse_id(const char *s, size_t n, int64_t *out) {
   return true;
 }
 
-static size_t split_path(const char *path, const char **seg, size_t *len, size_t max) {
-  size_t n = 0;
-  while (*path == '/') path++;
-  while (*path) {
-    const char *e = strchr(path, '/');
-    size_t l = e ? (size_t)(e - path) : strlen(path);
-    if (n < max) {
-      seg[n] = path;
-      len[n] = l;
-    }
-    n++;
-    path += l;
-    while (*path == '/') path++;
-  }
-  return n;
-}
-
-static bool seg_eq(const char *s, size_t n, const char *word) { return strlen(word) == n && !memcmp(s, word, n); }
-
 /* ---- /models -------------------------------------------------------------------------- */
 
 /* Every model: its versions (state, aliases, evaluations), its aliases now and their
@@ -232,6 +213,23 @@ static void answer_models(sw__api *a, sw__reply *out) {
                                  "models", a->models));
 }
 
+/* A rollout record as the pages get it: each decision without "saved", the controller's
+ * state kept for a restart (up to 200 latency samples and the router's salt per decision,
+ * hundreds of KiB per record over its snapshots), which no page shows and none should
+ * poll every 2 s. Takes rec; returns it. */
+static json_t *rollout_public(json_t *rec) {
+  json_t *d;
+  size_t i;
+  json_array_foreach(json_object_get(rec, "decisions"), i, d) json_object_del(d, "saved");
+  return rec;
+}
+
+static void rollouts_public(json_t *list) {
+  json_t *r;
+  size_t i;
+  json_array_foreach(list, i, r) rollout_public(r);
+}
+
 /* ---- /models/{m}/versions/{v} ------------------------------------------------------- */
 
 static void answer_version(sw__api *a, const char *ref, const char *name, int64_t version, sw__reply *out) {
@@ -264,6 +262,7 @@ static void answer_version(sw__api *a, const char *ref, const char *name, int64_
                                           json_object_get(d, "decision") ?: json_null()));
   }
   json_decref(rollouts);
+  rollouts_public(mine);
   reply_json(out, 200, json_pack("{s:o, s:o, s:o, s:o}", "version", show, "lineage", lineage, "gate", gate, "rollouts", mine));
 }
 
@@ -704,17 +703,17 @@ void sw__api_answer(sw__api *a, const char *path, const sw__api_request *rq, sw_
   memset(out, 0, sizeof *out);
   const char *seg[8];
   size_t len[8];
-  size_t n = split_path(path, seg, len, 8);
-  if (n == 0 || (n == 1 && seg_eq(seg[0], len[0], "info"))) {
+  size_t n = sw__path_segments(path, seg, len, 8);
+  if (n == 0 || (n == 1 && sw__seg_is(seg[0], len[0], "info"))) {
     return reply_json(out, 200,
                       json_pack("{s:s, s:s, s:b, s:s?, s:[s,s,s,s,s,s,s]}", "name", "slipway", "version", sw_version(),
                                 "registry", a->registry, "backend", a->reg ? sw_registry_backend(a->reg) : NULL, "endpoints",
                                 "models", "models/{m}/versions/{v}", "models/{m}/versions/{v}/metrics", "rollouts",
                                 "rollouts/{id}", "serving", "events"));
   }
-  if (n == 1 && seg_eq(seg[0], len[0], "serving")) return answer_serving(a, rq, out);
-  bool models = seg_eq(seg[0], len[0], "models"), rollouts = seg_eq(seg[0], len[0], "rollouts"),
-       events = seg_eq(seg[0], len[0], "events");
+  if (n == 1 && sw__seg_is(seg[0], len[0], "serving")) return answer_serving(a, rq, out);
+  bool models = sw__seg_is(seg[0], len[0], "models"), rollouts = sw__seg_is(seg[0], len[0], "rollouts"),
+       events = sw__seg_is(seg[0], len[0], "events");
   if (!(models && (n == 1 || n == 4 || n == 5)) && !(rollouts && n <= 2) && !(events && n == 1))
     return reply_error(out, 404, "no such endpoint (see /api/v1/info)");
   char ref[SW_MODEL_NAME_MAX + 32], name[SW_MODEL_NAME_MAX + 1];
@@ -722,7 +721,7 @@ void sw__api_answer(sw__api *a, const char *path, const sw__api_request *rq, sw_
   if (models && n >= 4) {
     if (!sw_serve_name_valid(seg[1], len[1]))
       return reply_error(out, 400, "invalid model name (1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit)");
-    if (!seg_eq(seg[2], len[2], "versions") || (n == 5 && !seg_eq(seg[4], len[4], "metrics")))
+    if (!sw__seg_is(seg[2], len[2], "versions") || (n == 5 && !sw__seg_is(seg[4], len[4], "metrics")))
       return reply_error(out, 404, "no such endpoint (see /api/v1/info)");
     if (!parse_id(seg[3], len[3], &version) || version <= 0) return reply_error(out, 400, "a version is a positive integer");
     snprintf(name, sizeof name, "%.*s", (int)len[1], seg[1]);
@@ -748,12 +747,15 @@ void sw__api_answer(sw__api *a, const char *path, const sw__api_request *rq, sw_
   else if (rollouts && n == 2) {
     st = sw_registry_rollout_get(a->reg, id, &j);
     if (st) reply_registry_error(out, st);
-    else reply_json(out, 200, j);
+    else reply_json(out, 200, rollout_public(j));
   } else if (rollouts) {
     st = sw_registry_rollout_list(a->reg, model_arg, &j);
     while (!st && json_array_size(j) > ROLLOUTS_MAX) json_array_remove(j, json_array_size(j) - 1);
     if (st) reply_registry_error(out, st);
-    else reply_json(out, 200, json_pack("{s:o}", "rollouts", j));
+    else {
+      rollouts_public(j);
+      reply_json(out, 200, json_pack("{s:o}", "rollouts", j));
+    }
   } else {
     int64_t latest = 0;
     st = sw_registry_events(a->reg, after, limit, &j);

@@ -158,8 +158,9 @@ static bool parse_version(const char *s, size_t n, int64_t *out) {
   return v > 0;
 }
 
-/* Splits path into at most max segments (pointers into it, with lengths). */
-static size_t segments(const char *path, const char **seg, size_t *len, size_t max) {
+/* Splits path into at most max segments (pointers into it, with lengths); the count
+ * goes one past max when there are more. */
+size_t sw__path_segments(const char *path, const char **seg, size_t *len, size_t max) {
   size_t n = 0;
   while (*path == '/') path++;
   while (*path && n < max + 1) {
@@ -176,8 +177,6 @@ static size_t segments(const char *path, const char **seg, size_t *len, size_t m
   return n;
 }
 
-static bool seg_is(const char *seg, size_t len, const char *word) { return strlen(word) == len && !memcmp(seg, word, len); }
-
 /* model [versions V | labels L] from segments; returns how many it used, 0 on error. */
 static size_t model_ref(route *r, const char **seg, size_t *len, size_t n, bool labels_ok) {
   if (n < 1) return 0;
@@ -188,7 +187,7 @@ static size_t model_ref(route *r, const char **seg, size_t *len, size_t n, bool 
   }
   memcpy(r->model, seg[0], len[0]);
   r->model[len[0]] = '\0';
-  if (n >= 3 && seg_is(seg[1], len[1], "versions")) {
+  if (n >= 3 && sw__seg_is(seg[1], len[1], "versions")) {
     if (!parse_version(seg[2], len[2], &r->version)) {
       r->error = MHD_HTTP_BAD_REQUEST;
       r->why = "a version is a positive integer";
@@ -196,7 +195,7 @@ static size_t model_ref(route *r, const char **seg, size_t *len, size_t n, bool 
     }
     return 3;
   }
-  if (labels_ok && n >= 3 && seg_is(seg[1], len[1], "labels")) {
+  if (labels_ok && n >= 3 && sw__seg_is(seg[1], len[1], "labels")) {
     if (!sw_serve_name_valid(seg[2], len[2])) {
       r->error = MHD_HTTP_BAD_REQUEST;
       r->why = "invalid label";
@@ -214,10 +213,10 @@ static void parse_route(const char *url, const char *method, route *r) {
   bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
   const char *seg[8];
   size_t len[8];
-  size_t n = segments(url, seg, len, 8);
+  size_t n = sw__path_segments(url, seg, len, 8);
   /* the dashboard: its pages (GET or HEAD) and its read-only API (GET) */
-  if (n == 0 || seg_is(seg[0], len[0], "ui") || seg_is(seg[0], len[0], "api")) {
-    r->kind = n && seg_is(seg[0], len[0], "api") ? R_API : R_UI;
+  if (n == 0 || sw__seg_is(seg[0], len[0], "ui") || sw__seg_is(seg[0], len[0], "api")) {
+    r->kind = n && sw__seg_is(seg[0], len[0], "api") ? R_API : R_UI;
     if (!get && !(r->kind == R_UI && !strcmp(method, "HEAD"))) {
       r->error = MHD_HTTP_METHOD_NOT_ALLOWED;
       r->why = "use GET";
@@ -226,7 +225,7 @@ static void parse_route(const char *url, const char *method, route *r) {
   }
   if (n > 8) goto not_found;
   route_kind want_get = R_NONE, want_post = R_NONE;
-  if (n >= 3 && seg_is(seg[0], len[0], "v1") && seg_is(seg[1], len[1], "models")) {
+  if (n >= 3 && sw__seg_is(seg[0], len[0], "v1") && sw__seg_is(seg[1], len[1], "models")) {
     /* the verb follows the last segment after ':' (model names and labels have none) */
     const char *colon = memchr(seg[n - 1], ':', len[n - 1]);
     size_t verb_len = 0;
@@ -241,45 +240,45 @@ static void parse_route(const char *url, const char *method, route *r) {
     size_t rest = n - 2 - used;
     if (verb) {
       if (rest) goto not_found;
-      if (seg_is(verb, verb_len, "predict")) want_post = R_TF_PREDICT;
-      else if (seg_is(verb, verb_len, "classify")) want_post = R_TF_CLASSIFY;
-      else if (seg_is(verb, verb_len, "feedback") && used == 1) want_post = R_FEEDBACK;
+      if (sw__seg_is(verb, verb_len, "predict")) want_post = R_TF_PREDICT;
+      else if (sw__seg_is(verb, verb_len, "classify")) want_post = R_TF_CLASSIFY;
+      else if (sw__seg_is(verb, verb_len, "feedback") && used == 1) want_post = R_FEEDBACK;
       else goto not_found;
     } else if (rest == 0) {
       want_get = R_TF_STATUS;
-    } else if (rest == 1 && seg_is(seg[n - 1], len[n - 1], "metadata")) {
+    } else if (rest == 1 && sw__seg_is(seg[n - 1], len[n - 1], "metadata")) {
       want_get = R_TF_META;
     } else {
       goto not_found;
     }
-  } else if (n >= 1 && seg_is(seg[0], len[0], "v2")) {
+  } else if (n >= 1 && sw__seg_is(seg[0], len[0], "v2")) {
     if (n == 1) want_get = R_V2_SERVER;
-    else if (n == 3 && seg_is(seg[1], len[1], "health") && seg_is(seg[2], len[2], "live")) want_get = R_V2_LIVE;
-    else if (n == 3 && seg_is(seg[1], len[1], "health") && seg_is(seg[2], len[2], "ready")) want_get = R_V2_READY;
-    else if (n >= 3 && seg_is(seg[1], len[1], "models")) {
+    else if (n == 3 && sw__seg_is(seg[1], len[1], "health") && sw__seg_is(seg[2], len[2], "live")) want_get = R_V2_LIVE;
+    else if (n == 3 && sw__seg_is(seg[1], len[1], "health") && sw__seg_is(seg[2], len[2], "ready")) want_get = R_V2_READY;
+    else if (n >= 3 && sw__seg_is(seg[1], len[1], "models")) {
       size_t used = model_ref(r, seg + 2, len + 2, n - 2, false);
       if (!used) goto bad;
       size_t rest = n - 2 - used;
       if (rest == 0) want_get = R_V2_MODEL;
-      else if (rest == 1 && seg_is(seg[n - 1], len[n - 1], "ready")) want_get = R_V2_MODEL_READY;
-      else if (rest == 1 && seg_is(seg[n - 1], len[n - 1], "infer")) want_post = R_V2_INFER;
+      else if (rest == 1 && sw__seg_is(seg[n - 1], len[n - 1], "ready")) want_get = R_V2_MODEL_READY;
+      else if (rest == 1 && sw__seg_is(seg[n - 1], len[n - 1], "infer")) want_post = R_V2_INFER;
       else goto not_found;
     } else {
       goto not_found;
     }
-  } else if (n == 1 && seg_is(seg[0], len[0], "metrics")) {
+  } else if (n == 1 && sw__seg_is(seg[0], len[0], "metrics")) {
     want_get = R_METRICS;
-  } else if (n >= 1 && seg_is(seg[0], len[0], "admin")) {
-    if (n == 4 && seg_is(seg[1], len[1], "models") && seg_is(seg[3], len[3], "load")) want_post = R_ADMIN_LOAD;
-    else if (n == 4 && seg_is(seg[1], len[1], "models") && seg_is(seg[3], len[3], "unload")) want_post = R_ADMIN_UNLOAD;
-    else if (n == 2 && seg_is(seg[1], len[1], "reload")) want_post = R_ADMIN_RELOAD;
-    else if (n >= 2 && n <= 4 && seg_is(seg[1], len[1], "rollouts")) {
+  } else if (n >= 1 && sw__seg_is(seg[0], len[0], "admin")) {
+    if (n == 4 && sw__seg_is(seg[1], len[1], "models") && sw__seg_is(seg[3], len[3], "load")) want_post = R_ADMIN_LOAD;
+    else if (n == 4 && sw__seg_is(seg[1], len[1], "models") && sw__seg_is(seg[3], len[3], "unload")) want_post = R_ADMIN_UNLOAD;
+    else if (n == 2 && sw__seg_is(seg[1], len[1], "reload")) want_post = R_ADMIN_RELOAD;
+    else if (n >= 2 && n <= 4 && sw__seg_is(seg[1], len[1], "rollouts")) {
       /* /admin/rollouts, /admin/rollouts/{m}, /admin/rollouts/{m}/abort|promote; the
        * action goes in label, the method is checked by the rollouts' own handler */
       if (n >= 3 && !model_ref(r, seg + 2, len + 2, 1, false)) goto bad;
       if (n == 4) {
-        if (seg_is(seg[3], len[3], "abort")) strcpy(r->label, "abort");
-        else if (seg_is(seg[3], len[3], "promote")) strcpy(r->label, "promote");
+        if (sw__seg_is(seg[3], len[3], "abort")) strcpy(r->label, "abort");
+        else if (sw__seg_is(seg[3], len[3], "promote")) strcpy(r->label, "promote");
         else goto not_found;
       }
       r->kind = R_ADMIN_ROLLOUT;
@@ -733,8 +732,15 @@ static enum MHD_Result dispatch(conn_ctx *c) {
   int64_t version = r->version;
   const char *label = r->label[0] ? r->label : NULL;
   bool infer = r->kind == R_TF_PREDICT || r->kind == R_TF_CLASSIFY || r->kind == R_V2_INFER;
+  const char *asked_label = label;
   if (infer && !version && sw__rollouts_route(s->ro, r->model, label, conn_header, c, &version, &c->rt)) label = NULL;
   sw_status st = sw__manager_acquire(&s->mgr, r->model, version, label, &c->v);
+  if (st == SW_STATUS_NOT_FOUND && c->rt.slot) {
+    /* the rollout ended (and its version went) between routing and here: this request
+     * is served as if there had been no rollout, and is no evidence */
+    memset(&c->rt, 0, sizeof c->rt);
+    st = sw__manager_acquire(&s->mgr, r->model, 0, asked_label, &c->v);
+  }
   if (st) {
     if (r->kind == R_V2_MODEL_READY && st == SW_STATUS_NOT_FOUND && sw__manager_find(&s->mgr, r->model))
       return send_json(c, MHD_HTTP_OK, json_pack("{s:s,s:b}", "name", r->model, "ready", 0));

@@ -173,6 +173,21 @@ static bool flatten(const json_t *v, double *vals, int64_t cap, int64_t *n, int 
   return true;
 }
 
+#define SW_LOADGEN_MAX_VALUES (1 << 22)
+/* flatten() of v into *vals, doubled (up to SW_LOADGEN_MAX_VALUES) until it fits: FORMAT
+ * (the caller says what was wrong) when v is not numbers or has too many, NOMEM. */
+static sw_status flatten_all(const json_t *v, double **vals, int64_t *cap, int64_t *got) {
+  for (;;) {
+    *got = 0;
+    if (flatten(v, *vals, *cap, got, 0)) return SW_STATUS_OK;
+    if (*got < *cap || *cap >= SW_LOADGEN_MAX_VALUES) return SW_STATUS_FORMAT;
+    double *bigger = sw_realloc(*vals, sizeof **vals * (size_t)*cap * 2);
+    if (!bigger) return sw_error(SW_STATUS_NOMEM, "out of memory");
+    *vals = bigger;
+    *cap *= 2;
+  }
+}
+
 /* The prediction of one example's values: the argmax exactly as `slipway eval` and the
  * server's feedback take it (strictly greater wins, so the first on ties, and nothing
  * beats a NaN in first place), or the value itself when there is one. */
@@ -183,8 +198,6 @@ static double predict_of(const double *v, int64_t k) {
     if (v[j] > v[best]) best = j;
   return (double)best;
 }
-
-#define SW_LOADGEN_MAX_VALUES (1 << 22)
 
 sw_status sw_loadgen_parse_answer(const char *text, size_t len, sw_loadgen_protocol p, const char *output, int64_t rows,
                                   double *pred, int64_t *k) {
@@ -218,20 +231,10 @@ sw_status sw_loadgen_parse_answer(const char *text, size_t len, sw_loadgen_proto
         row = o ? o : json_object_iter_value(json_object_iter((json_t *)row));
       }
       int64_t got = 0;
-      for (;;) {
-        if (flatten(row, vals, cap, &got, 0)) break;
-        if (got < cap || cap >= SW_LOADGEN_MAX_VALUES) {
-          st = sw_error(SW_STATUS_FORMAT, "prediction %lld is not a number or a list of numbers", (long long)i);
-          goto out;
-        }
-        double *bigger = sw_realloc(vals, sizeof *vals * (size_t)cap * 2);
-        if (!bigger) {
-          st = sw_error(SW_STATUS_NOMEM, "out of memory");
-          goto out;
-        }
-        vals = bigger;
-        cap *= 2;
-        got = 0;
+      if ((st = flatten_all(row, &vals, &cap, &got))) {
+        if (st == SW_STATUS_FORMAT)
+          sw_error(SW_STATUS_FORMAT, "prediction %lld is not a number or a list of numbers", (long long)i);
+        goto out;
       }
       if (got == 0 || (i > 0 && got != per)) {
         st = sw_error(SW_STATUS_FORMAT, "prediction %lld has %lld values", (long long)i, (long long)got);
@@ -252,20 +255,9 @@ sw_status sw_loadgen_parse_answer(const char *text, size_t len, sw_loadgen_proto
       st = sw_error(SW_STATUS_FORMAT, "the answer has no \"outputs\" with \"data\"");
       goto out;
     }
-    for (;;) {
-      n = 0;
-      if (flatten(data, vals, cap, &n, 0)) break;
-      if (n < cap || cap >= SW_LOADGEN_MAX_VALUES) {
-        st = sw_error(SW_STATUS_FORMAT, "the output's data is not a list of numbers");
-        goto out;
-      }
-      double *bigger = sw_realloc(vals, sizeof *vals * (size_t)cap * 2);
-      if (!bigger) {
-        st = sw_error(SW_STATUS_NOMEM, "out of memory");
-        goto out;
-      }
-      vals = bigger;
-      cap *= 2;
+    if ((st = flatten_all(data, &vals, &cap, &n))) {
+      if (st == SW_STATUS_FORMAT) sw_error(SW_STATUS_FORMAT, "the output's data is not a list of numbers");
+      goto out;
     }
     if (n == 0 || n % rows) {
       st = sw_error(SW_STATUS_FORMAT, "the output has %lld values for %lld examples", (long long)n, (long long)rows);

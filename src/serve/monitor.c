@@ -318,6 +318,16 @@ static void drift_setup(sw__monitor *m, drift_model *d, const served *s) {
     SW_WARN("monitor: %s: no memory for a drift window of %lld records", s->model, (long long)cap);
     sw_free(inbox);
     sw_free(spare);
+    if (!same_data) { /* the old window was built on the reference just replaced: it goes too */
+      pthread_mutex_lock(&d->mu);
+      d->n_slots = 0;
+      d->next = d->count = 0;
+      pthread_mutex_unlock(&d->mu);
+      sw_drift_window_free(d->win);
+      d->win = NULL;
+      sw_free(d->dataset); /* so the next cycle tries again */
+      d->dataset = NULL;
+    }
     return;
   }
   if (!n_slots && !d->warned) {

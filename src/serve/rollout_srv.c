@@ -15,6 +15,7 @@
 
 #define TICK_S 0.1          /* the controller looks at the evidence this often */
 #define SNAPSHOT_EVERY_S 2.0 /* and records it (and its state, to resume from) this often */
+#define PROMOTE_RETRY_S 5.0 /* between tries to move the alias of a won rollout */
 #define MAX_SNAPSHOTS 200   /* snapshot entries kept per rollout (older ones thinned) */
 
 /* One model's rollouts, one at a time; lives as long as the server (its counters too). */
@@ -32,6 +33,10 @@ typedef struct sw__rslot {
   double keep_previous_min;
   bool quality;
   double last_snapshot;
+  bool promote_pending;     /* won, but the alias could not be moved yet: retried by the ticks */
+  char promote_reason[512]; /* and why it won */
+  char promote_who[16];
+  double promote_tried;
   int64_t release_version; /* the incumbent a promotion left loaded, until release_at */
   double release_at;
   atomic_uint_fast64_t rollbacks, promotions; /* read by /metrics without op */
@@ -88,11 +93,15 @@ static uint64_t mix64(uint64_t x) { /* splitmix64's finalizer */
 
 static uint64_t next_key(sw__rollouts *rs) { return mix64(rs->seed ^ atomic_fetch_add(&rs->counter, 1)); }
 
+/* Milliseconds, as the registry's own timestamps: decisions can come 100 ms apart (a
+ * tick), and the dashboard draws them on a time axis against the record's created_at. */
 static void now_rfc3339(char out[32]) {
-  time_t t = time(NULL);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
 static bool header_name_ok(const char *s) {
@@ -323,10 +332,20 @@ static void set_inactive(rslot *sl) {
   pthread_rwlock_unlock(&sl->lock);
 }
 
+/* Lets go of the two versions a rollout pinned (sw__manager_load at its start): the
+ * challenger is unloaded, the incumbent stays as long as the catalog serves it. */
+static void release_pair(sw__rollouts *rs, const char *model, int64_t incumbent, int64_t challenger) {
+  if (sw__manager_release(rs->m, model, challenger) && sw_last_error()[0])
+    SW_DEBUG("rollout of %s: releasing version %lld: %s", model, (long long)challenger, sw_last_error());
+  if (sw__manager_release(rs->m, model, incumbent) && sw_last_error()[0])
+    SW_DEBUG("rollout of %s: releasing version %lld: %s", model, (long long)incumbent, sw_last_error());
+}
+
 /* The end of a rollout the challenger lost (rollback, abort): traffic back first, then
  * the records, then the challenger unloaded. Under sl->op. */
 static void finish_lost(sw__rollouts *rs, rslot *sl, const char *action, const char *reason, const char *who) {
   set_inactive(sl);
+  sl->promote_pending = false;
   record(rs, sl, action, reason, who);
   if (!strcmp(action, "rollback")) {
     atomic_fetch_add(&sl->rollbacks, 1);
@@ -335,19 +354,33 @@ static void finish_lost(sw__rollouts *rs, rslot *sl, const char *action, const c
     pthread_mutex_unlock(&rs->reg_mu);
     if (st) SW_WARN("rollout of %s: marking version %lld rolled back: %s", sl->model, (long long)sl->challenger, sw_last_error());
   }
-  if (sw__manager_release(rs->m, sl->model, sl->challenger) && sw_last_error()[0])
-    SW_DEBUG("rollout of %s: releasing version %lld: %s", sl->model, (long long)sl->challenger, sw_last_error());
+  release_pair(rs, sl->model, sl->incumbent, sl->challenger);
   sw__manager_reconcile(rs->m, false);
 }
 
 /* The challenger won: the alias moves to it (the server follows at once), the incumbent
  * stays loaded keep_previous minutes. Under sl->op. */
 static void finish_won(sw__rollouts *rs, rslot *sl, const char *reason, const char *who) {
-  record(rs, sl, "promote", reason, who);
   pthread_mutex_lock(&rs->reg_mu);
   sw_status st = sw_registry_alias_set(rs->reg, sl->model, sl->alias, sl->challenger, "rollout", reason);
   pthread_mutex_unlock(&rs->reg_mu);
-  if (st) SW_LOGERR("rollout of %s: moving %s to version %lld: %s", sl->model, sl->alias, (long long)sl->challenger, sw_last_error());
+  if (st) {
+    /* the alias did not move: the rollout stays on (the router keeps the challenger's
+     * weight) and the ticks try again, rather than a record saying "promoted" while
+     * the alias still names the incumbent */
+    char why[768];
+    snprintf(why, sizeof why, "promotion pending: moving %s to version %lld failed (%s); retrying", sl->alias,
+             (long long)sl->challenger, sw_last_error());
+    SW_LOGERR("rollout of %s: %s", sl->model, why);
+    if (!sl->promote_pending) record(rs, sl, "hold", why, who);
+    if (reason != sl->promote_reason) snprintf(sl->promote_reason, sizeof sl->promote_reason, "%s", reason);
+    snprintf(sl->promote_who, sizeof sl->promote_who, "%s", who);
+    sl->promote_pending = true;
+    sl->promote_tried = sw_now();
+    return;
+  }
+  sl->promote_pending = false;
+  record(rs, sl, "promote", reason, who);
   /* follow the alias now, so requests that name no version keep getting the challenger
    * when the router lets go of them below */
   sw__manager_reconcile(rs->m, false);
@@ -446,6 +479,11 @@ static void tick_slot(sw__rollouts *rs, rslot *sl, double now) {
     sl->release_version = 0;
   }
   if (!sl->active || !sl->r) {
+    pthread_mutex_unlock(&sl->op);
+    return;
+  }
+  if (sl->promote_pending) {
+    if (now - sl->promote_tried >= PROMOTE_RETRY_S) finish_won(rs, sl, sl->promote_reason, sl->promote_who);
     pthread_mutex_unlock(&sl->op);
     return;
   }
@@ -673,6 +711,38 @@ static int answer_record(sw__rollouts *rs, rslot *sl, int64_t id, int code, json
   return code;
 }
 
+/* Puts a started or resumed rollout into its model's slot, where the router reads it
+ * (the slot takes r); false when the settings could not be copied (the slot then stays
+ * inactive). */
+static bool install(sw__rollouts *rs, rslot *sl, sw_rollout *r, int64_t id, int64_t incumbent, int64_t challenger,
+                    sw_rollout_mode mode, const settings *s) {
+  pthread_rwlock_wrlock(&sl->lock);
+  sw_rollout_free(sl->r);
+  sl->r = r;
+  sl->id = id;
+  sl->incumbent = incumbent;
+  sl->challenger = challenger;
+  sl->mode = mode;
+  sw_free(sl->user_header);
+  sw_free(sl->ab_header);
+  sw_free(sl->ab_value);
+  sw_free(sl->alias);
+  sl->user_header = sw_strdup(s->user_header);
+  sl->ab_header = sw_strdup(s->ab_header);
+  sl->ab_value = sw_strdup(s->ab_value);
+  sl->alias = sw_strdup(s->alias);
+  sl->keep_previous_min = s->keep_previous_min;
+  sl->quality = s->cfg.quality;
+  sl->promote_pending = false;
+  pthread_mutex_lock(&rs->mu);
+  sl->epoch = ++rs->next_epoch;
+  pthread_mutex_unlock(&rs->mu);
+  bool ok = sl->user_header && sl->ab_header && sl->ab_value && sl->alias;
+  sl->active = ok;
+  pthread_rwlock_unlock(&sl->lock);
+  return ok;
+}
+
 static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **answer) {
   json_error_t jerr;
   json_t *j = json_loadb(body, len, 0, &jerr);
@@ -774,6 +844,8 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
   }
   if (rejected) {
     code = answer_error(answer, 409, "version %lld of model '%s' was rejected by a promotion gate", (long long)challenger, model);
+    /* for clients: refused by a policy (the CLI exits 3), not a conflict to retry */
+    if (*answer) json_object_set_new(*answer, "refused", json_true());
     goto out;
   }
   sl = slot_for(rs, model);
@@ -794,6 +866,7 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
   if (!st) st = sw__manager_load(rs->m, model, challenger);
   if (st) {
     code = answer_error(answer, st == SW_STATUS_NOT_FOUND ? 404 : 500, "%s", sw_last_error());
+    release_pair(rs, model, incumbent, challenger);
     goto unlock;
   }
   if (sl->release_version == incumbent || sl->release_version == challenger) sl->release_version = 0;
@@ -807,7 +880,7 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
   sw__version_unref(iv);
   sw__version_unref(cv);
   if (mode == SW_ROLLOUT_SHADOW && !same_inputs) {
-    sw__manager_release(rs->m, model, challenger);
+    release_pair(rs, model, incumbent, challenger);
     code = answer_error(answer, 400, "shadow mode runs the incumbent's inputs on the challenger: their inputs differ");
     goto unlock;
   }
@@ -816,7 +889,7 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
   double now = sw_now();
   st = sw_rollout_new(&s.cfg, now, &r);
   if (st) {
-    sw__manager_release(rs->m, model, challenger);
+    release_pair(rs, model, incumbent, challenger);
     code = answer_error(answer, 400, "%s", sw_last_error());
     goto unlock;
   }
@@ -832,33 +905,11 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
   json_decref(policy);
   if (st) {
     sw_rollout_free(r);
-    sw__manager_release(rs->m, model, challenger);
+    release_pair(rs, model, incumbent, challenger);
     code = answer_internal(answer, "recording the rollout in the registry");
     goto unlock;
   }
-  pthread_rwlock_wrlock(&sl->lock);
-  sw_rollout_free(sl->r);
-  sl->r = r;
-  sl->id = id;
-  sl->incumbent = incumbent;
-  sl->challenger = challenger;
-  sl->mode = mode;
-  sw_free(sl->user_header);
-  sw_free(sl->ab_header);
-  sw_free(sl->ab_value);
-  sw_free(sl->alias);
-  sl->user_header = sw_strdup(s.user_header);
-  sl->ab_header = sw_strdup(s.ab_header);
-  sl->ab_value = sw_strdup(s.ab_value);
-  sl->alias = sw_strdup(s.alias);
-  sl->keep_previous_min = s.keep_previous_min;
-  sl->quality = s.cfg.quality;
-  pthread_mutex_lock(&rs->mu);
-  sl->epoch = ++rs->next_epoch;
-  pthread_mutex_unlock(&rs->mu);
-  bool ok = sl->user_header && sl->ab_header && sl->ab_value && sl->alias;
-  sl->active = ok;
-  pthread_rwlock_unlock(&sl->lock);
+  bool ok = install(rs, sl, r, id, incumbent, challenger, mode, &s);
   char reason[512];
   if (ok) {
     char steps[128] = "";
@@ -879,7 +930,7 @@ static int admin_start(sw__rollouts *rs, const char *body, size_t len, json_t **
   sl->last_snapshot = now;
   record(rs, sl, ok ? "start" : "abort", reason, "admin");
   if (!ok) {
-    sw__manager_release(rs->m, model, challenger);
+    release_pair(rs, model, incumbent, challenger);
     code = answer_error(answer, 503, "out of memory");
     goto unlock;
   }
@@ -1070,29 +1121,11 @@ static void resume(sw__rollouts *rs, const json_t *rec) {
   if (!st) st = sw_rollout_restore(&s.cfg, saved, sw_now(), &r);
   if (st) {
     SW_LOGERR("rollout %lld of %s: cannot resume: %s", (long long)id, model, sw_last_error());
+    release_pair(rs, model, incumbent, challenger);
     pthread_mutex_unlock(&sl->op);
     return;
   }
-  pthread_rwlock_wrlock(&sl->lock);
-  sw_rollout_free(sl->r);
-  sl->r = r;
-  sl->id = id;
-  sl->incumbent = incumbent;
-  sl->challenger = challenger;
-  sl->mode = mode;
-  sw_free(sl->user_header);
-  sw_free(sl->ab_header);
-  sw_free(sl->ab_value);
-  sw_free(sl->alias);
-  sl->user_header = sw_strdup(s.user_header);
-  sl->ab_header = sw_strdup(s.ab_header);
-  sl->ab_value = sw_strdup(s.ab_value);
-  sl->alias = sw_strdup(s.alias);
-  sl->keep_previous_min = s.keep_previous_min;
-  sl->quality = s.cfg.quality;
-  sl->epoch = ++rs->next_epoch;
-  sl->active = sl->user_header && sl->ab_header && sl->ab_value && sl->alias;
-  pthread_rwlock_unlock(&sl->lock);
+  install(rs, sl, r, id, incumbent, challenger, mode, &s);
   char reason[256];
   snprintf(reason, sizeof reason, "resumed after a restart at step %zu (%d%%) from the state recorded at %s (%s)",
            sw_rollout_step(r), sw_rollout_weight(r), json_string_value(json_object_get(from, "at")) ?: "?",
@@ -1150,8 +1183,13 @@ void sw__rollouts_free(sw__rollouts *rs) {
     nanosleep(&ts, NULL);
   }
   drain_shadows(rs, false);
-  if (atomic_load(&rs->pending) > 0) SW_WARN("rollouts: %ld mirrored requests still queued at exit", (long)atomic_load(&rs->pending));
   if (rs->fb) sw__feedback_set_hook(rs->fb, NULL, NULL);
+  if (atomic_load(&rs->pending) > 0) {
+    /* their compute threads would still call back into rs: it stays (the process is
+     * ending; freeing it would be a use after free) */
+    SW_WARN("rollouts: %ld mirrored requests still queued at exit", (long)atomic_load(&rs->pending));
+    return;
+  }
   for (size_t i = 0; i < rs->n_slots; i++) slot_free(rs->slots[i]);
   sw_free(rs->slots);
   sw_registry_close(rs->reg);

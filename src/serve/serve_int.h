@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "slipway/serve.h"
 
@@ -334,5 +335,12 @@ sw_status sw__monitor_render(sw__monitor *m, sw_buf *out);
 /* The feedback buffer tells fn of each classification label it joins (set before
  * traffic; fn runs under the buffer's locks and must take only its own). */
 void sw__feedback_observe(sw__feedback *f, void (*fn)(void *ctx, const char *model, int64_t version, bool correct), void *ctx);
+
+/* A URL path's segments (http.c): at most max of them into seg/len, the count going one
+ * past max when there are more; and whether a segment is a given word. */
+size_t sw__path_segments(const char *path, const char **seg, size_t *len, size_t max);
+static inline bool sw__seg_is(const char *seg, size_t len, const char *word) {
+  return strlen(word) == len && !memcmp(seg, word, len);
+}
 
 #endif

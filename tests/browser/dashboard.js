@@ -1,19 +1,23 @@
 // The dashboard's browser check, run by tests/integration/test_dashboard.py: Debian's
 // chromium driven headless by playwright-core opens every page of a running server (and
 // the same pages behind a reverse proxy under a path prefix), checks what they show
-// against what the test knows (the rolled-back version and its reason, the curves' point
-// counts, the lineage edges, a rollout that changes while its page is open), that no page
-// logs a console error or fails a request, saves screenshots and measures the load time
-// with the Navigation Timing API. Usage: node dashboard.js SPEC.json; prints a JSON report.
+// against the records the server's rollout controller wrote (the rolled-back version and
+// its reason, each metric's evidence against its boundary, the curves' point counts, the
+// lineage edges), then starts a rollout through the admin API with `slipway loadgen`
+// traffic and watches its page move (weight and evidence growing, the promotion) without
+// a reload; no page may log a console error or fail a request; it saves screenshots and
+// measures the load time with the Navigation Timing API.
+// Usage: node dashboard.js SPEC.json; prints a JSON report.
 'use strict';
 
 const fs = require('fs');
 const path = require('path');
-const {execFileSync} = require('child_process');
+const {spawn} = require('child_process');
 const {chromium} = require('playwright-core');
 
 const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const report = {checks: [], errors: [], load_ms: {}, screenshots: []};
+let loadgen = null;
 
 function check(ok, what) {
   report.checks.push({ok: !!ok, what});
@@ -41,6 +45,10 @@ async function open(page, url, what) {
   report.load_ms[what] = {navigation_load: Math.round(nav.load * 10) / 10, dom_content_loaded: Math.round(nav.dcl * 10) / 10,
     content: Math.round(content)};
   return nav;
+}
+
+function lineageEdges(page) {
+  return page.$$eval('#lineage path.edge', (es) => es.map((e) => `${e.dataset.from}->${e.dataset.to}`));
 }
 
 async function shot(page, name) {
@@ -71,14 +79,21 @@ async function shot(page, name) {
       check(rb && rb[2].includes(spec.rolled_back.reason), `${label}: the rolled-back version shows its reason`);
       const prod = states.find((s) => s[0] === String(spec.promoted.version));
       check(prod && prod[1] === 'production', `${label}: version ${spec.promoted.version} is production`);
-      if (label === 'direct') await shot(page, 'models.png');
 
-      // the version page: lineage edges, curves with one point per metrics.jsonl line
+      // the rolled-back version's page: lineage from the dataset to its rollout, the reason
+      await open(page, `${base}/ui/#/version/${spec.model}/${spec.rolled_back.version}`, `${label} rolled-back version`);
+      await waitFor(page, () => document.querySelector('#lineage path.edge'), null, 'the lineage');
+      const edges = await lineageEdges(page);
+      for (const e of spec.rolled_back.edges) check(edges.includes(e), `${label}: lineage edge ${e} (edges: ${edges.join(', ')})`);
+      check(edges.filter((e) => e.startsWith('version->rollout-')).length === 1, `${label}: one rollout in version ${spec.rolled_back.version}'s lineage (edges: ${edges.join(', ')})`);
+      const sr = await page.textContent('#state-reason').catch(() => '');
+      check(sr.startsWith('rolled_back') && sr.includes(spec.rolled_back.state_reason), `${label}: the version page says why it was rolled back (got ${sr})`);
+
+      // the version page: curves with one point per metrics.jsonl line
       await open(page, `${base}/ui/#/version/${spec.model}/${spec.curves.version}`, `${label} version`);
       await waitFor(page, () => document.querySelector('#curves svg[data-chart="loss"]'), null, 'the curves');
-      const edges = await page.$$eval('#lineage path.edge', (es) => es.map((e) => `${e.dataset.from}->${e.dataset.to}`));
-      for (const e of spec.curves.edges) check(edges.includes(e), `${label}: lineage edge ${e} (edges: ${edges.join(', ')})`);
-      check(edges.length === spec.curves.edges.length, `${label}: ${spec.curves.edges.length} lineage edges (got ${edges.length})`);
+      const edges3 = await lineageEdges(page);
+      for (const e of ['dataset->run', 'run->version']) check(edges3.includes(e), `${label}: lineage edge ${e} of version ${spec.curves.version}`);
       const pts = await page.$$eval('#curves svg[data-chart="loss"] path.series', (ps) => ps.map((p) => [p.dataset.series, +p.dataset.points]));
       const train = pts.find((p) => p[0] === 'train loss'), val = pts.find((p) => p[0] === 'val loss');
       check(train && train[1] === spec.curves.train_lines, `${label}: train loss curve has ${spec.curves.train_lines} points (got ${train && train[1]})`);
@@ -93,8 +108,8 @@ async function shot(page, name) {
       await waitFor(page, () => document.querySelector('.gate table tbody tr'), null, 'the gate table');
       const checks = await page.$$eval('.gate table tbody tr', (rs) => rs.map((r) => r.textContent));
       check(checks.length === spec.gate.checks, `${label}: ${spec.gate.checks} gate checks shown (got ${checks.length})`);
-      const gateEdges = await page.$$eval('#lineage path.edge', (es) => es.map((e) => `${e.dataset.from}->${e.dataset.to}`));
-      for (const id of spec.rollout_ids) check(gateEdges.includes(`version->rollout-${id}`), `${label}: the incumbent's lineage reaches rollout ${id}`);
+      const gateEdges = await lineageEdges(page);
+      for (const id of [spec.rolled_back.rollout]) check(gateEdges.includes(`version->rollout-${id}`), `${label}: the incumbent's lineage reaches rollout ${id}`);
       if (label === 'direct') await shot(page, 'gate.png');
 
       // the rolled-back rollout: its decision, reason and evidence against the boundary
@@ -102,12 +117,16 @@ async function shot(page, name) {
       await waitFor(page, () => document.querySelector('#decision b'), null, 'the decision');
       const dec = await page.textContent('#decision');
       check(dec.startsWith('rollback') && dec.includes(spec.rolled_back.reason), `${label}: the rollout shows "rollback: reason" (got ${dec})`);
-      for (const [metric, n] of Object.entries(spec.rolled_back.evidence_points)) {
+      for (const [metric, want] of Object.entries(spec.rolled_back.evidence)) {
         const got = await page.$eval(`svg[data-chart="evidence-${metric}"] path.series`, (p) => +p.dataset.points).catch(() => -1);
-        check(got === n, `${label}: evidence of ${metric} drawn with ${n} points (got ${got})`);
+        check(got === want.points, `${label}: evidence of ${metric} drawn with ${want.points} points (got ${got})`);
         const boundary = await page.$eval(`svg[data-chart="evidence-${metric}"] line.boundary`, (l) => +l.dataset.value).catch(() => -1);
-        check(Math.abs(boundary - spec.rolled_back.boundary) < 1e-6, `${label}: ${metric}'s boundary at ${spec.rolled_back.boundary} (got ${boundary})`);
+        check(Math.abs(boundary - want.boundary) < 1e-6 * want.boundary, `${label}: ${metric}'s boundary at ${want.boundary} (got ${boundary})`);
+        const verdict = await page.textContent(`[data-metric="${metric}"] h3 .badge`).catch(() => '');
+        check(verdict === want.verdict, `${label}: ${metric}'s verdict ${want.verdict} (got ${verdict})`);
       }
+      const acts = await page.$$eval('#decisions tr[data-action]', (rs) => rs.map((r) => r.dataset.action));
+      check(JSON.stringify(acts) === JSON.stringify(spec.rolled_back.actions), `${label}: decisions ${spec.rolled_back.actions.join(', ')} (got ${acts.join(', ')})`);
       const wpts = await page.$eval('svg[data-chart="weight"] path.series', (p) => +p.dataset.points);
       check(wpts === spec.rolled_back.weight_points, `${label}: weight timeline has ${spec.rolled_back.weight_points} points (got ${wpts})`);
       if (label === 'direct') await shot(page, 'rollout-rolled-back.png');
@@ -117,17 +136,56 @@ async function shot(page, name) {
       await waitFor(page, (k) => document.querySelector(`tr[data-version="${k}"]`), spec.served, 'the served version');
     }
 
-    // live: the rollout that is still running changes while its page is open, and the
-    // serving page counts new requests, both without a reload
-    await open(page, `${spec.base}/ui/#/rollout/${spec.promoted.rollout}`, 'live rollout');
+    // live: a rollout started now (POST /admin/rollouts), with loadgen's labeled traffic,
+    // watched from its page: the weight timeline and the evidence grow and the promotion
+    // shows, all without a reload
+    const live = spec.live;
+    const res = await fetch(`${spec.base}/admin/rollouts`, {method: 'POST', headers: {'Content-Type': 'application/json',
+      Authorization: `Bearer ${live.token}`}, body: JSON.stringify({model: spec.model, challenger: live.challenger, mode: 'canary', policy: live.policy})});
+    const started = await res.json();
+    check(res.status === 201 && started.state === 'running', `POST /admin/rollouts started a rollout (HTTP ${res.status}: ${JSON.stringify(started).slice(0, 300)})`);
+    report.live_rollout = started.id;
+    loadgen = spawn(live.loadgen[0], live.loadgen.slice(1), {stdio: ['ignore', 'pipe', 'pipe']});
+    let lgOut = '', lgErr = '';
+    loadgen.stdout.on('data', (d) => { lgOut += d; });
+    loadgen.stderr.on('data', (d) => { lgErr += d; });
+    const lgDone = new Promise((resolve) => loadgen.on('close', (code) => resolve(code)));
+    await open(page, `${spec.base}/ui/#/rollout/${started.id}`, 'live rollout');
     await page.evaluate(() => { window.__noReload = 1; });
+    await waitFor(page, () => document.querySelector('svg[data-chart="weight"] path.series'), null, 'the weight timeline');
     const before = await page.textContent('#decision');
-    check(!before.startsWith('promote'), `the running rollout is not promoted yet (got ${before})`);
-    for (const args of spec.promoted.finish) execFileSync(spec.helper, args);
+    check(!before.startsWith('promote'), `the new rollout is not promoted yet when its page opens (got ${before})`);
+    const pts = (chart) => page.$eval(`svg[data-chart="${chart}"] path.series`, (p) => +p.dataset.points).catch(() => 0);
+    const ev0 = await pts('evidence-quality'), w0 = await pts('weight');
+    await waitFor(page, ([n]) => { const p = document.querySelector('svg[data-chart="evidence-quality"] path.series'); return p && +p.dataset.points >= n; },
+      [ev0 + 2], 'the quality evidence to grow by two points', 30000);
+    await waitFor(page, () => document.querySelector('#decisions tr[data-action="advance"]'), null, 'an advance in the decisions', 30000);
+    const w1 = await pts('weight');
+    check(w1 > w0, `the weight timeline grew (${w0} -> ${w1} points)`);
     await waitFor(page, () => document.querySelector('#decision') && document.querySelector('#decision').textContent.startsWith('promote'), null,
-      'the rollout page to show the promotion', 15000);
+      'the rollout page to show the promotion', 45000);
     check(await page.evaluate(() => window.__noReload === 1), 'the rollout page updated without a reload');
+    const liveActs = await page.$$eval('#decisions tr[data-action]', (rs) => rs.map((r) => r.dataset.action));
+    check(JSON.stringify(liveActs) === JSON.stringify(['start', 'advance', 'advance', 'promote']), `the live rollout's decisions (got ${liveActs.join(', ')})`);
+    const evEnd = await pts('evidence-quality');
+    report.live_points = {evidence_quality: [ev0, evEnd], weight: [w0, await pts('weight')]};
+    loadgen.kill('SIGTERM');
+    const lgCode = await lgDone;
+    loadgen = null;
+    check(lgCode === 0, `loadgen exited ${lgCode}: ${lgErr.slice(-500)}`);
+    report.loadgen = JSON.parse(lgOut);
     await shot(page, 'rollout-promoted.png');
+
+    // the promoted version's lineage reaches its rollout; the alias moved by the rollout
+    await open(page, `${spec.base}/ui/#/version/${spec.model}/${live.challenger}`, 'promoted version');
+    await waitFor(page, (id) => [...document.querySelectorAll('#lineage path.edge')].some((e) => e.dataset.to === `rollout-${id}`), started.id,
+      'the promoted version\'s lineage to reach its rollout');
+    await open(page, `${spec.base}/ui/#/models`, 'models after');
+    await waitFor(page, (v) => { const r = document.querySelector(`table.versions tr[data-version="${v}"]`); return r && r.dataset.state === 'production'; },
+      live.challenger, `version ${live.challenger} to be production`);
+    const moved = await page.$$eval('table.alias-history tr', (rs) => rs.map((r) => r.textContent));
+    check(moved.some((t) => t.includes(`→ ${live.challenger}`) && t.includes('rollout')), `the alias history shows the rollout's move (got ${moved.join(' | ')})`);
+    await shot(page, 'models.png');
 
     // the promoted version takes the traffic once the server follows the alias
     await open(page, `${spec.base}/ui/#/serving`, 'live serving');
@@ -154,6 +212,7 @@ async function shot(page, name) {
   } catch (e) {
     report.failure = e.message;
   } finally {
+    if (loadgen) loadgen.kill('SIGTERM');
     await browser.close();
   }
   process.stdout.write(JSON.stringify(report, null, 1) + '\n');

@@ -111,6 +111,26 @@ def write_idx(path, array):
         f.write(head + a.tobytes())
 
 
+def fashion_subset(fashion_mnist, raw, counts):
+    """Writes the first counts[kind] images and labels of Fashion-MNIST's splits ("train",
+    "t10k") as gzipped IDX files under raw (created), for `slipway prep --input idx:RAW`;
+    returns {kind: (images N x 28 x 28, labels)} of the whole splits, uint8, for tests that
+    also need examples beyond the subset."""
+    import numpy as np
+
+    raw.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for kind, n in counts.items():
+        dims, data = read_idx(fashion_mnist / f"{kind}-images-idx3-ubyte.gz")
+        _, labels = read_idx(fashion_mnist / f"{kind}-labels-idx1-ubyte.gz")
+        x = np.frombuffer(data, np.uint8).reshape(dims)
+        y = np.frombuffer(labels, np.uint8)
+        write_idx(raw / f"{kind}-images-idx3-ubyte.gz", x[:n])
+        write_idx(raw / f"{kind}-labels-idx1-ubyte.gz", y[:n])
+        out[kind] = (x, y)
+    return out
+
+
 # ---- PostgreSQL ------------------------------------------------------------------------
 # A throwaway server on loopback for the whole session (tests/postgres.sh, RECIPES.md),
 # stopped by its data dir at the end. A missing PostgreSQL fails the tests that need it.

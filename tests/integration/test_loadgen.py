@@ -16,11 +16,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
 import pytest
 import requests
 
-from conftest import REPO, describe, read_idx, write_idx
+from conftest import REPO, describe, fashion_subset
 from serving import Server, free_port
 
 MLP = REPO / "examples" / "fashion-mnist" / "mlp.yaml"
@@ -32,12 +31,7 @@ def trained(run, fashion_mnist, tmp_path_factory):
     """A small prepared dataset and the ONNX file of an MLP trained 40 steps on it."""
     base = tmp_path_factory.mktemp("loadgen")
     raw = base / "raw"
-    raw.mkdir()
-    for kind, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        dims, data = read_idx(fashion_mnist / f"{kind}-images-idx3-ubyte.gz")
-        _, labels = read_idx(fashion_mnist / f"{kind}-labels-idx1-ubyte.gz")
-        write_idx(raw / f"{kind}-images-idx3-ubyte.gz", np.frombuffer(data, np.uint8).reshape(dims)[:n])
-        write_idx(raw / f"{kind}-labels-idx1-ubyte.gz", np.frombuffer(labels, np.uint8)[:n])
+    fashion_subset(fashion_mnist, raw, {"train": N_TRAIN, "t10k": N_TEST})
     ds = base / "ds"
     p = run("prep", "--input", f"idx:{raw}", "--out", ds)
     assert p.returncode == 0, describe(p)

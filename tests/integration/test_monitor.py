@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import describe, read_idx, run_slipway, write_idx
+from conftest import describe, fashion_subset, run_slipway
 
 N_TRAIN, N_TEST = 6000, 2000
 
@@ -18,16 +18,8 @@ N_TRAIN, N_TEST = 6000, 2000
 def fmnist(slipway, fashion_mnist, tmp_path_factory):
     base = tmp_path_factory.mktemp("monitor")
     raw = base / "raw"
-    raw.mkdir()
-    images = {}
-    for kind, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        dims, data = read_idx(fashion_mnist / f"{kind}-images-idx3-ubyte.gz")
-        _, labels = read_idx(fashion_mnist / f"{kind}-labels-idx1-ubyte.gz")
-        x = np.frombuffer(data, np.uint8).reshape(dims)
-        # held-out images for the traffic come from beyond what prep sees
-        write_idx(raw / f"{kind}-images-idx3-ubyte.gz", x[:n])
-        write_idx(raw / f"{kind}-labels-idx1-ubyte.gz", np.frombuffer(labels, np.uint8)[:n])
-        images[kind] = x
+    # held-out images for the traffic come from beyond what prep sees
+    images = {kind: x for kind, (x, _) in fashion_subset(fashion_mnist, raw, {"train": N_TRAIN, "t10k": N_TEST}).items()}
     ds = base / "ds"
     r = run_slipway(slipway, "prep", "--input", f"idx:{raw}", "--out", ds)
     assert r.returncode == 0, describe(r)

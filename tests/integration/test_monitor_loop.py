@@ -25,7 +25,7 @@ import pytest
 import requests
 import torch
 
-from conftest import describe, read_idx, run_slipway, write_idx
+from conftest import describe, fashion_subset, run_slipway
 from serving import Server, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,16 +112,7 @@ class Receiver:
 def world(slipway, fashion_mnist, tmp_path_factory):
     base = tmp_path_factory.mktemp("monitor_loop")
     raw = base / "raw"
-    raw.mkdir()
-    arrays = {}
-    for kind, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        dims, data = read_idx(fashion_mnist / f"{kind}-images-idx3-ubyte.gz")
-        _, labels = read_idx(fashion_mnist / f"{kind}-labels-idx1-ubyte.gz")
-        x = np.frombuffer(data, np.uint8).reshape(dims)
-        y = np.frombuffer(labels, np.uint8)
-        write_idx(raw / f"{kind}-images-idx3-ubyte.gz", x[:n])
-        write_idx(raw / f"{kind}-labels-idx1-ubyte.gz", y[:n])
-        arrays[kind] = (x, y)
+    arrays = fashion_subset(fashion_mnist, raw, {"train": N_TRAIN, "t10k": N_TEST})
     ds = base / "ds"
     r = run_slipway(slipway, "prep", "--input", f"idx:{raw}", "--out", ds)
     assert r.returncode == 0, describe(r)

@@ -24,7 +24,7 @@ import pytest
 
 import torch  # python3-torch, installed by scripts/install-deps: a missing one fails
 
-from conftest import FASHION_MNIST, REPO, describe, postgres_database, read_idx, run_slipway, write_idx
+from conftest import REPO, describe, fashion_subset, postgres_database, run_slipway
 
 MLP = REPO / "examples" / "fashion-mnist" / "mlp.yaml"
 N_TRAIN, N_TEST = 6000, 1000
@@ -45,16 +45,9 @@ def small(slipway, fashion_mnist, tmp_path_factory):
     """A small prepared dataset, its raw arrays, and runs of 50 and 300 steps."""
     base = tmp_path_factory.mktemp("registry")
     raw = base / "raw"
-    raw.mkdir()
-    arrays = {}
-    for kind, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        dims, data = read_idx(fashion_mnist / f"{kind}-images-idx3-ubyte.gz")
-        _, labels = read_idx(fashion_mnist / f"{kind}-labels-idx1-ubyte.gz")
-        x = np.frombuffer(data, np.uint8).reshape(dims)[:n]
-        y = np.frombuffer(labels, np.uint8)[:n]
-        write_idx(raw / f"{kind}-images-idx3-ubyte.gz", x)
-        write_idx(raw / f"{kind}-labels-idx1-ubyte.gz", y)
-        arrays[kind] = (x.reshape(n, -1).astype(np.float32), y.astype(np.int64))
+    counts = {"train": N_TRAIN, "t10k": N_TEST}
+    arrays = {kind: (x[:counts[kind]].reshape(counts[kind], -1).astype(np.float32), y[:counts[kind]].astype(np.int64))
+              for kind, (x, y) in fashion_subset(fashion_mnist, raw, counts).items()}
     ds = base / "ds"
     r = run_slipway(slipway, "prep", "--input", f"idx:{raw}", "--out", ds)
     assert r.returncode == 0, describe(r)

@@ -384,6 +384,23 @@ def test_manual_promote_a_second_rollout_and_bad_input(run, server, registry):
     assert rollout(run, server, env, "abort", "manual").returncode == 1
 
 
+def test_a_challenger_a_gate_rejected_is_refused(run, server, registry, data, tmp_path):
+    d, env = registry
+    ds = data[3]
+    for _ in range(2):
+        r = run("registry", "register", "--onnx", d / "drop0.0.onnx", "--name", "gated", env=env)
+        assert r.returncode == 0, describe(r)
+    assert run("registry", "alias", "gated:1", "production", "--why", "first", env=env).returncode == 0
+    policy = tmp_path / "strict.yaml"
+    policy.write_text("gate:\n  split: test\n  min: {accuracy: 0.9999}\n")
+    r = run("registry", "promote", "gated:2", "--policy", policy, "--data", ds, env=env)
+    assert r.returncode == 3, describe(r)
+    until(lambda: requests.get(f"{server.url}/v1/models/gated", timeout=10).status_code == 200, 30,
+          "the server to serve the new model")
+    r = rollout(run, server, env, "start", "gated:2")
+    assert r.returncode == 3 and "rejected by a promotion gate" in r.stderr, describe(r)
+
+
 def test_rollouts_need_the_registry_catalog(slipway, registry, tmp_path):
     d, _ = registry
     s = Server(slipway, tmp_path, "--model-file", f"m={d / 'drop0.0.onnx'}", "--model-file", f"m={d / 'drop0.0.onnx'}")
