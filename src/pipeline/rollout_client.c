@@ -102,16 +102,27 @@ sw_status sw__rollout_run(const sw__rollout_request *rq, json_t **record) {
   json_decref(body);
   if (st) goto out;
   if (status == 409) {
-    /* one is running for this model: follow it when it is ours (a pipeline run again after
-     * it was interrupted while waiting), else refuse to disturb it */
+    /* 409 is also "refused" (a gate rejected the challenger), "already what the alias
+     * names", "no alias", "no registry": only a rollout of this challenger that is still
+     * running is followed (a pipeline run again after it was interrupted while waiting) */
+    char why[512];
+    snprintf(why, sizeof why, "%s", answer_error(answer));
+    bool refused = json_is_true(json_object_get(answer, "refused"));
     json_decref(answer);
     answer = NULL;
+    if (refused) {
+      st = sw_error(SW_STATUS_REFUSED, "the server refused the rollout of %s:%lld: %s", rq->model,
+                    (long long)rq->challenger, why);
+      goto out;
+    }
     st = http("GET", get_url, token, NULL, &status, &answer);
     if (st) goto out;
     const json_t *rec = record_of(answer);
-    if (status != 200 || json_integer_value(json_object_get(rec, "challenger")) != rq->challenger) {
-      st = sw_error(SW_STATUS_IO, "the server runs another rollout of %s (challenger %lld): abort it first", rq->model,
-                    (long long)json_integer_value(json_object_get(rec, "challenger")));
+    const char *state = json_string_value(json_object_get(rec, "state"));
+    bool running = state && (!strcmp(state, "running") || !strcmp(state, "holding"));
+    if (status != 200 || !running || json_integer_value(json_object_get(rec, "challenger")) != rq->challenger) {
+      st = sw_error(SW_STATUS_IO, "the server answered 409 to the rollout of %s:%lld: %s", rq->model,
+                    (long long)rq->challenger, why);
       goto out;
     }
     SW_INFO("rollout: following the rollout of %s:%lld the server already runs", rq->model, (long long)rq->challenger);
