@@ -76,6 +76,7 @@ struct sw__rollouts {
   pthread_mutex_t done_mu;
   shadow_req *done;
   atomic_long pending;
+  atomic_long mirrors_skipped; /* shadow mirrors left out because the incumbent's queue was filling */
   atomic_uint_fast64_t counter;
   uint64_t seed;
 };
@@ -623,6 +624,17 @@ void sw__rollouts_mirror(sw__rollouts *rs, const sw__route *rt, const sw__versio
     sw__version_unref(ch);
     return;
   }
+  /* the twin shares the incumbent's queue with its users: when that queue is filling,
+   * the mirror is left out (shadow evidence is a sample; users' answers come first) */
+  pthread_mutex_lock(&twin->mu);
+  bool busy = twin->queued > twin->max_queue / 4;
+  pthread_mutex_unlock(&twin->mu);
+  if (busy) {
+    atomic_fetch_add(&rs->mirrors_skipped, 1);
+    sw__version_unref(ch);
+    sw__version_unref(twin);
+    return;
+  }
   bool same = ch->sig.n_in == inc->sig.n_in;
   for (size_t k = 0; same && k < inc->sig.n_in; k++)
     same = ch->sig.in[k].dtype == inc->sig.in[k].dtype && ch->sig.in[k].per == inc->sig.in[k].per;
@@ -1048,6 +1060,11 @@ void sw__rollouts_render(sw__rollouts *rs, sw_buf *out) {
       pthread_rwlock_unlock(&sl->lock);
     }
   }
+  sw_buf_printf(out,
+                "# HELP slipway_shadow_mirrors_skipped_total Shadow mirrors left out because the incumbent's queue "
+                "was filling.\n# TYPE slipway_shadow_mirrors_skipped_total counter\n"
+                "slipway_shadow_mirrors_skipped_total %ld\n",
+                (long)atomic_load(&rs->mirrors_skipped));
 }
 
 /* ---- life cycle ---------------------------------------------------------------------------- */
@@ -1065,6 +1082,7 @@ sw_status sw__rollouts_new(const sw_serve_config *cfg, sw__manager *m, sw__feedb
   pthread_cond_init(&rs->stop_cv, NULL);
   pthread_mutex_init(&rs->done_mu, NULL);
   atomic_init(&rs->pending, 0);
+  atomic_init(&rs->mirrors_skipped, 0);
   atomic_init(&rs->counter, 0);
   if (getrandom(&rs->seed, sizeof rs->seed, 0) != sizeof rs->seed) rs->seed = (uint64_t)(sw_now() * 1e9);
   if (cfg->from_registry) {
