@@ -559,6 +559,14 @@ static bool outputs_verify(pipeline *p, int s, const json_t *o) {
 
 /* ---- the stages ------------------------------------------------------------------------ */
 
+/* The SHA-256 of dir/name (a stage's output file), as hex. */
+static sw_status file_sha256_in(const char *dir, const char *name, char hex[SW_SHA256_HEX_LEN]) {
+  char *path = sw_path_join(dir, name);
+  sw_status st = path ? sw_sha256_file_hex(path, hex) : SW_STATUS_NOMEM;
+  sw_free(path);
+  return st;
+}
+
 static sw_status run_prep(pipeline *p, stage_result *r) {
   const char *input = setting(p, PREP, "input"), *colon = strchr(input, ':');
   char *kind = sw_strndup(input, (size_t)(colon - input));
@@ -579,9 +587,7 @@ static sw_status run_prep(pipeline *p, stage_result *r) {
     return st;
   }
   char hex[SW_SHA256_HEX_LEN];
-  char *m = sw_path_join(o.out_dir, "manifest.json");
-  st = m ? sw_sha256_file_hex(m, hex) : SW_STATUS_NOMEM;
-  sw_free(m);
+  st = file_sha256_in(o.out_dir, "manifest.json", hex);
   if (!st) {
     r->outputs = json_pack("{s:s, s:s, s:O?, s:O?}", "dataset", o.out_dir, "manifest_sha256", hex, "splits",
                            json_object_get(report, "splits"), "quarantined", json_object_get(report, "quarantined"));
@@ -616,9 +622,7 @@ static sw_status run_train(pipeline *p, stage_result *r) {
     return st;
   }
   char hex[SW_SHA256_HEX_LEN];
-  char *onnx = sw_path_join(o.out_dir, "model.onnx");
-  st = onnx ? sw_sha256_file_hex(onnx, hex) : SW_STATUS_NOMEM;
-  sw_free(onnx);
+  st = file_sha256_in(o.out_dir, "model.onnx", hex);
   if (!st) {
     json_int_t resumed = json_integer_value(json_object_get(run, "resumed_at_step"));
     r->outputs = json_pack("{s:s, s:O, s:s, s:O, s:O, s:O, s:O?}", "run", o.out_dir, "params_sha256",
