@@ -204,10 +204,13 @@ typedef struct {
   int64_t slice;       /* floats of scratch per thread */
   int64_t k;           /* images per sgemm */
   bool direct;         /* forward by sw__conv_direct (cpu_conv_direct.c) */
+  bool wino;           /* forward by sw__conv_wino (cpu_conv_wino.c), before direct */
+  const float *u;      /* its transformed kernels, at the start of thread 0's slice */
   /* the direct forward of one image split over the threads (batch below the thread count) */
   const float *xbuf, *wr, *bias;
   float *y;
   bool relu;
+  int64_t pho, pwo; /* Winograd's fused pool, 0 when none */
 } conv_job;
 
 static void conv_job_init(sw_graph *g, sw__node *node, conv_job *jb) {
@@ -235,6 +238,15 @@ static void conv_job_init(sw_graph *g, sw__node *node, conv_job *jb) {
    * backward's dW partial goes */
   jb->direct = sw__conv_direct_fits(q->m, q->kh, q->kw, q->sh, q->sw, q->dh, q->dw, q->pl, q->wo, q->w) &&
                sw__conv_direct_xbuf_floats(q->c, q->kh, q->kw, q->ho, q->w) <= ckk * jb->k * p;
+  /* Winograd's slice: the cache of the transformed kernels (thread 0's serves all),
+   * then one image's transformed input */
+  jb->wino = q->h > 1 && sw__conv_wino_fits(q->c, q->m, q->kh, q->kw, q->sh, q->sw, q->dh, q->dw) &&
+             sw__conv_wino_cache_floats(q->c, q->m) + sw__conv_wino_input_floats(q->c, q->ho, q->wo) <= jb->slice;
+}
+
+/* Where a thread's transformed input for Winograd goes. */
+static float *wino_input(const conv_job *jb, size_t t) {
+  return (float *)jb->node->scratch + (int64_t)t * jb->slice + sw__conv_wino_cache_floats(jb->q.c, jb->q.m);
 }
 
 static void gemm(const conv_job *jb, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
@@ -295,6 +307,13 @@ static void direct_blocks(void *ctx, size_t mb0, size_t mb1) {
                   (int64_t)mb1);
 }
 
+static void wino_blocks(void *ctx, size_t mv0, size_t mv1) {
+  const conv_job *jb = ctx;
+  const geom *q = &jb->q;
+  sw__conv_wino(jb->xbuf, jb->u, q->c, q->m, q->ho, q->wo, jb->bias, jb->relu, jb->pho, jb->pwo, jb->y, (int64_t)mv0,
+                (int64_t)mv1);
+}
+
 static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
   const conv_job *jb = ctx;
   const geom *q = &jb->q;
@@ -308,6 +327,15 @@ static void conv_fwd_range(void *ctx, size_t t0, size_t t1) {
   for (size_t t = t0; t < t1; t++) {
     int64_t i0 = q->n * (int64_t)t / jb->parts, i1 = q->n * ((int64_t)t + 1) / jb->parts;
     float *col = (float *)jb->node->scratch + (int64_t)t * jb->slice, *out = col + ckk * jb->k * p;
+    if (jb->wino) {
+      float *in = wino_input(jb, t), *v = sw__conv_wino_v(in, q->c, q->ho, q->wo);
+      for (int64_t i = i0; i < i1; i++) {
+        sw__conv_wino_input(x + i * in_img, q->c, q->h, q->w, q->pt, q->pl, q->ho, q->wo, in);
+        sw__conv_wino(v, jb->u, q->c, q->m, q->ho, q->wo, b, relu, pho, pwo, pool ? F32(pool) + i * pool_img : y + i * out_img,
+                      0, q->m / 16);
+      }
+      continue;
+    }
     if (jb->direct) {
       float *wr = direct_weights(jb, t);
       sw__conv_direct_pack(w, q->m, q->c, q->kh, q->kw, wr);
@@ -350,6 +378,29 @@ sw_status sw__cpu_fwd_CONV(sw_graph *g, sw__node *node) {
   conv_job jb;
   conv_job_init(g, node, &jb);
   if (node->pool_into >= 0 && !g->training) g->values_skipped = true;
+  if (!jb.wino) sw__conv_wino_forget(node->scratch); /* the other paths write over it */
+  if (jb.wino) {
+    /* the kernels transformed once for all threads, and outside training kept for the
+     * next pass (a backward pass writes over the scratch) */
+    const geom *q = &jb.q;
+    jb.u = sw__conv_wino_kernels(F32(jb.wn), q->m, q->c, node->scratch, !g->training);
+    if (jb.parts == 1 && g->pool && g->threads > 1) { /* fewer images than threads: split the channels */
+      float *in = wino_input(&jb, 0), *v = sw__conv_wino_v(in, q->c, q->ho, q->wo);
+      sw__node *pool = node->pool_into >= 0 && !g->training ? &g->nodes[node->pool_into] : NULL;
+      int64_t pho = pool ? pool->shape[2] : 0, pwo = pool ? pool->shape[3] : 0;
+      jb.xbuf = v;
+      jb.bias = jb.bn ? F32(jb.bn) : NULL;
+      jb.relu = node->fused_relu;
+      jb.pho = pho;
+      jb.pwo = pwo;
+      for (int64_t i = 0; i < q->n; i++) {
+        sw__conv_wino_input(F32(jb.xn) + i * q->c * q->h * q->w, q->c, q->h, q->w, q->pt, q->pl, q->ho, q->wo, in);
+        jb.y = pool ? F32(pool) + i * q->m * pho * pwo : F32(node) + i * q->m * q->ho * q->wo;
+        sw_threadpool_for(g->pool, (size_t)(q->m / 16), 0, wino_blocks, &jb);
+      }
+      return SW_STATUS_OK;
+    }
+  }
   if (jb.direct && jb.parts == 1 && g->pool && g->threads > 1) { /* fewer images than threads: split the channels */
     const geom *q = &jb.q;
     float *col = node->scratch, *wr = direct_weights(&jb, 0);
@@ -448,6 +499,7 @@ sw_status sw__cpu_bwd_CONV(sw_graph *g, sw__node *node) {
   conv_job jb;
   conv_job_init(g, node, &jb);
   const geom *q = &jb.q;
+  sw__conv_wino_forget(node->scratch); /* written over below */
   if (jb.bn && jb.bn->grad)
     sw__parallel(g, (size_t)q->m, q->n * q->m * q->ho * q->wo, conv_bias_grad_range, &jb);
   if (!jb.xn->grad && !jb.wn->grad) return SW_STATUS_OK;

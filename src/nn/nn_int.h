@@ -139,6 +139,35 @@ void sw__conv_direct(const float *xbuf, int64_t c, int64_t w, int64_t kh, int64_
  * forward whose output already holds its bias and Relu. */
 void sw__conv_direct_pool(float *y, const float *o, int64_t w, int64_t ho, int64_t wo);
 
+/* ---- Winograd F(2x2, 3x3) (cpu_conv_wino.c; AVX-512 CPUs) -------------------------
+ * For a 3x3 Conv with stride 1, no dilation, input and output channels in multiples
+ * of 16, on a CPU with AVX-512 and unless SLIPWAY_CONV is im2col or direct. */
+bool sw__conv_wino_fits(int64_t c, int64_t m, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+                        int64_t dw);
+/* Floats of the transformed kernels U [16][c][m], and of one image's transformed input
+ * (its padded copy, then V [16][c][tiles]). */
+int64_t sw__conv_wino_weights_floats(int64_t c, int64_t m);
+int64_t sw__conv_wino_input_floats(int64_t c, int64_t ho, int64_t wo);
+/* W [m][c][3][3] into U. */
+void sw__conv_wino_pack(const float *wt, int64_t m, int64_t c, float *u);
+/* U for W kept in cache (sw__conv_wino_cache_floats of it, zeroed or forgotten before
+ * its first use): made again unless reuse and W is what it was made from last time, a
+ * compare of W that costs far less than the transform. What else writes over the cache
+ * forgets it first (sw__conv_wino_forget). */
+int64_t sw__conv_wino_cache_floats(int64_t c, int64_t m);
+const float *sw__conv_wino_kernels(const float *wt, int64_t m, int64_t c, float *cache, bool reuse);
+void sw__conv_wino_forget(float *cache);
+/* One image's input [c][h][w] (pt rows, pl columns of padding before it) into in_buf;
+ * sw__conv_wino_v gives where V starts in it. */
+void sw__conv_wino_input(const float *x, int64_t c, int64_t h, int64_t w, int64_t pt, int64_t pl, int64_t ho,
+                         int64_t wo, float *in_buf);
+float *sw__conv_wino_v(float *in_buf, int64_t c, int64_t ho, int64_t wo);
+/* The outputs of channels [16 mv0, 16 mv1): y [m][ho][wo] with bias (may be NULL) and a
+ * Relu when relu, or when pho > 0 the Relu then the 2x2 stride-2 MaxPool into
+ * y [m][pho][pwo]. */
+void sw__conv_wino(const float *v, const float *u, int64_t c, int64_t m, int64_t ho, int64_t wo, const float *bias,
+                   bool relu, int64_t pho, int64_t pwo, float *y, int64_t mv0, int64_t mv1);
+
 /* Broadcasting (numpy rules) of two shapes into out; false when incompatible. */
 bool sw__broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b, int *rank, int64_t *out);
 

@@ -376,7 +376,16 @@ static size_t scratch_conv(const sw_graph *g, const sw__node *node) {
   if (k > 8) k = 8;
   if (k > per) k = per;
   if (k < 1) k = 1;
-  return (size_t)(threads * (k * (ckk + m) * cols + m * ckk)) * sizeof(float);
+  int64_t slice = k * (ckk + m) * cols + m * ckk;
+  /* Winograd (cpu_conv_wino.c): the cache of the transformed kernels, then one image's
+   * transformed input */
+  const sw_op_attrs *a = &node->attrs;
+  if (node->rank == 4 && sw__conv_wino_fits(c, m, a->kernel[0], a->kernel[1], a->stride[0], a->stride[1],
+                                            a->dilation[0], a->dilation[1])) {
+    int64_t wino = sw__conv_wino_cache_floats(c, m) + sw__conv_wino_input_floats(c, node->shape[2], node->shape[3]);
+    if (wino > slice) slice = wino;
+  }
+  return (size_t)(threads * slice) * sizeof(float);
 }
 
 static size_t scratch_max_pool(const sw_graph *g, const sw__node *node) {

@@ -545,6 +545,93 @@ static void test_conv_direct(void **state) {
   }
 }
 
+/* Winograd F(2x2, 3x3) (cpu_conv_wino.c) against a plain loop in double: the CNN's
+ * second layer, odd output sizes (tiles past the edge), no padding, one-sided padding,
+ * planes wider than one vector of tiles, and channel vectors split as the thread pool
+ * splits them; with and without the Relu, and with the fused 2x2 MaxPool, which must
+ * equal the max of the Relu's outputs over each window. */
+static void test_conv_wino(void **state) {
+  (void)state;
+  static const struct {
+    int64_t c, h, w, m, pt, pb, pl, pr;
+  } shapes[] = {
+      {32, 14, 14, 64, 1, 1, 1, 1}, {16, 7, 9, 32, 1, 1, 1, 1}, {16, 8, 10, 16, 0, 0, 0, 0},
+      {16, 6, 5, 48, 2, 0, 0, 2},   {16, 5, 64, 48, 1, 1, 1, 1}, {48, 3, 3, 80, 1, 1, 1, 1},
+  };
+  /* what it must refuse, whatever the CPU */
+  assert_false(sw__conv_wino_fits(8, 16, 3, 3, 1, 1, 1, 1));  /* input channels not in 16s */
+  assert_false(sw__conv_wino_fits(16, 24, 3, 3, 1, 1, 1, 1)); /* output channels not in 16s */
+  assert_false(sw__conv_wino_fits(16, 16, 5, 5, 1, 1, 1, 1)); /* 5x5 */
+  assert_false(sw__conv_wino_fits(16, 16, 3, 3, 2, 2, 1, 1)); /* strided */
+  assert_false(sw__conv_wino_fits(16, 16, 3, 3, 1, 1, 2, 2)); /* dilated */
+  if (!sw__conv_wino_fits(16, 16, 3, 3, 1, 1, 1, 1)) {
+    print_message("no AVX-512 here (or SLIPWAY_CONV set): Winograd is not used\n");
+    return;
+  }
+  sw_rng r;
+  sw_rng_init(&r, 11, 0);
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int64_t c = shapes[s].c, h = shapes[s].h, w = shapes[s].w, m = shapes[s].m, pt = shapes[s].pt, pl = shapes[s].pl;
+    int64_t ho = h + pt + shapes[s].pb - 2, wo = w + pl + shapes[s].pr - 2, plane = ho * wo;
+    int64_t pho = ho / 2, pwo = wo / 2;
+    int64_t nx = c * h * w, nw = m * c * 9, ny = m * plane;
+    float *x = malloc((size_t)nx * sizeof(float)), *wt = malloc((size_t)nw * sizeof(float)),
+          *u = malloc((size_t)sw__conv_wino_weights_floats(c, m) * sizeof(float)),
+          *b = malloc((size_t)m * sizeof(float)), *y = malloc((size_t)ny * sizeof(float)),
+          *ref = malloc((size_t)ny * sizeof(float)), *pooled = malloc((size_t)(m * pho * pwo + 1) * sizeof(float)),
+          *in = malloc((size_t)sw__conv_wino_input_floats(c, ho, wo) * sizeof(float));
+    assert_non_null(in);
+    for (int64_t i = 0; i < nx; i++) x[i] = (float)(2 * sw_rng_uniform(&r) - 1);
+    for (int64_t i = 0; i < nw; i++) wt[i] = (float)(2 * sw_rng_uniform(&r) - 1);
+    for (int64_t i = 0; i < m; i++) b[i] = (float)(2 * sw_rng_uniform(&r) - 1);
+    sw__conv_wino_pack(wt, m, c, u);
+    sw__conv_wino_input(x, c, h, w, pt, pl, ho, wo, in);
+    const float *v = sw__conv_wino_v(in, c, ho, wo);
+    for (int relu = 0; relu < 2; relu++) {
+      for (int64_t o = 0; o < m; o++)
+        for (int64_t oy = 0; oy < ho; oy++)
+          for (int64_t ox = 0; ox < wo; ox++) {
+            double acc = b[o];
+            for (int64_t ci = 0; ci < c; ci++)
+              for (int64_t ky = 0; ky < 3; ky++)
+                for (int64_t kx = 0; kx < 3; kx++) {
+                  int64_t iy = oy + ky - pt, ix = ox + kx - pl;
+                  if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                    acc += (double)x[(ci * h + iy) * w + ix] * wt[((o * c + ci) * 3 + ky) * 3 + kx];
+                }
+            ref[o * plane + oy * wo + ox] = (float)(relu && acc < 0 ? 0 : acc);
+          }
+      memset(y, 0xff, (size_t)ny * sizeof(float)); /* NaN: every output must be written */
+      int64_t mv = m / 16, half = mv / 2;
+      sw__conv_wino(v, u, c, m, ho, wo, b, relu, 0, 0, y, 0, half);
+      sw__conv_wino(v, u, c, m, ho, wo, b, relu, 0, 0, y, half, mv);
+      double worst = 0, top = 1e-6;
+      for (int64_t i = 0; i < ny; i++) {
+        double d = fabs((double)y[i] - ref[i]);
+        if (!(d <= worst)) worst = d; /* NaN sticks */
+        if (fabs(ref[i]) > top) top = fabs(ref[i]);
+      }
+      if (!(worst / top <= 1e-5)) fail_msg("shape %zu relu %d: norm-wise error %g", s, relu, worst / top);
+    }
+    /* the fused pool: the ref now holds the Relu's outputs */
+    memset(pooled, 0xff, (size_t)(m * pho * pwo + 1) * sizeof(float));
+    sw__conv_wino(v, u, c, m, ho, wo, b, false, pho, pwo, pooled, 0, m / 16);
+    double worst = 0, top = 1e-6;
+    for (int64_t o = 0; o < m; o++)
+      for (int64_t oy = 0; oy < pho; oy++)
+        for (int64_t ox = 0; ox < pwo; ox++) {
+          const float *t = ref + o * plane + 2 * oy * wo + 2 * ox;
+          float e = fmaxf(fmaxf(t[0], t[1]), fmaxf(t[wo], t[wo + 1]));
+          double d = fabs((double)pooled[(o * pho + oy) * pwo + ox] - e);
+          if (!(d <= worst)) worst = d;
+          if (fabs(e) > top) top = fabs(e);
+        }
+    if (!(worst / top <= 1e-5)) fail_msg("shape %zu pooled: norm-wise error %g", s, worst / top);
+    assert_true(isnan(pooled[m * pho * pwo])); /* nothing written past the pooled planes */
+    free(x), free(wt), free(u), free(b), free(y), free(ref), free(pooled), free(in);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fused_conv_relu_pool),
@@ -553,6 +640,7 @@ int main(void) {
       cmocka_unit_test(test_max_pool),              cmocka_unit_test(test_average_pool),
       cmocka_unit_test(test_max_pool_ties),         cmocka_unit_test(test_pools_torch),
       cmocka_unit_test(test_threads_deterministic), cmocka_unit_test(test_conv_direct),
+      cmocka_unit_test(test_conv_wino),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
