@@ -224,7 +224,8 @@ sw_status sw_graph_param(sw_graph *g, const char *name, int rank, const int64_t 
 /* A saved f32 tensor that is not trained (batch norm's running mean and variance),
  * zero-filled. */
 sw_status sw_graph_buffer(sw_graph *g, const char *name, int rank, const int64_t *shape, sw_node *out);
-/* A constant tensor (copied). */
+/* A constant tensor (copied). Its data must not change once a forward pass has run:
+ * kernels may keep forms derived from it (a Gemm packs a constant B once). */
 sw_status sw_graph_const(sw_graph *g, const char *name, sw_dtype dtype, int rank, const int64_t *shape,
                          const void *data, sw_node *out);
 /* An op; inputs may hold -1 for an optional input that is absent. attrs NULL: defaults. */

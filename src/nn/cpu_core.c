@@ -165,18 +165,72 @@ static void reduce_into(float *dst, const sw__node *dst_node, const float *src, 
   for (int64_t i = 0; i < total; i++, walk_next(&w)) dst[w.oa] += scale * src[i];
 }
 
+/* Below this many rows of A, OpenBLAS's small-matrix kernel (which packs nothing) is
+ * as fast as the packed B. */
+#define GEMM_PACKED_MIN_ROWS 16
+
+typedef struct {
+  const sw__node *node;
+  int64_t m, n, k, lda, parts;
+  float alpha, beta;
+  const float *a, *bias_row;
+  float *c;
+} packed_job;
+
+static void packed_range(void *ctx, size_t begin, size_t end) {
+  const packed_job *jb = ctx;
+  int64_t units = (jb->m + 5) / 6; /* the kernel's blocks of 6 rows */
+  for (size_t i = begin; i < end; i++) {
+    int64_t r0 = units * (int64_t)i / jb->parts * 6, r1 = units * ((int64_t)i + 1) / jb->parts * 6;
+    if (r1 > jb->m) r1 = jb->m;
+    if (r0 < r1)
+      sw__gemm_packed(r0, r1, jb->n, jb->k, jb->alpha, jb->a, jb->lda, jb->node->packed, jb->beta, jb->bias_row,
+                      jb->node->fused_relu, jb->c, jb->n);
+  }
+}
+
+/* The Gemm by sw__gemm_packed when B is a constant (it cannot change, so it is packed
+ * once) and A has rows enough; false when it does not apply. */
+static bool gemm_packed(sw_graph *g, sw__node *node, const sw__node *a, const sw__node *b, int64_t m, int64_t n,
+                        int64_t k, float alpha, float beta, const float *bias_row, bool has_c) {
+  const sw_op_attrs *at = &node->attrs;
+  if (at->trans_a || b->op != SW_OP_CONST || b->dtype != SW_DTYPE_F32 || m < GEMM_PACKED_MIN_ROWS ||
+      (has_c && !bias_row) || !sw__gemm_packed_fits())
+    return false;
+  if (!node->packed) {
+    node->packed = sw_malloc((size_t)sw__gemm_packed_floats(k, n) * sizeof(float));
+    if (!node->packed) return false; /* out of memory: the sgemm needs none */
+    sw__gemm_pack(F32(b), at->trans_b, k, n, b->shape[1], node->packed);
+  }
+  int threads = g->pool ? g->threads : 1;
+  packed_job jb = {node, m, n, k, a->shape[1], m * n * k < GEMM_PARALLEL_MIN ? 1 : threads, alpha, beta, F32(a),
+                   bias_row, F32(node)};
+  if (jb.parts == 1)
+    packed_range(&jb, 0, 1);
+  else
+    sw_threadpool_for(g->pool, (size_t)jb.parts, 0, packed_range, &jb);
+  return true;
+}
+
 sw_status sw__cpu_fwd_GEMM(sw_graph *g, sw__node *node) {
   sw__node *a = IN(0), *b = IN(1), *c = IN(2);
   const sw_op_attrs *at = &node->attrs;
+  float alpha = at->alpha;
+  if (node->a_scale >= 0 && !g->training) { /* A = x * k, folded: alpha k x B */
+    const sw__node *mul = &g->nodes[node->a_scale];
+    alpha *= F32(&g->nodes[mul->inputs[1]])[0];
+    a = &g->nodes[mul->inputs[0]];
+  }
   int64_t m = node->shape[0], n = node->shape[1];
   int64_t k = at->trans_a ? a->shape[0] : a->shape[1];
   float beta = 0.0f;
   const float *bias_row = NULL;
+  if (c && sw__elements(c->rank, c->shape) == n && (c->rank == 1 || c->shape[0] == 1))
+    bias_row = F32(c); /* a bias row: written per block by the thread that computes it */
+  if (gemm_packed(g, node, a, b, m, n, k, alpha, c ? at->beta : 0.0f, bias_row, c != NULL)) return SW_STATUS_OK;
   if (c) {
     /* Y = beta * broadcast(C), then sgemm adds alpha * A B */
-    if (sw__elements(c->rank, c->shape) == n && (c->rank == 1 || c->shape[0] == 1)) {
-      bias_row = F32(c); /* a bias row: written per block by the thread that computes it */
-    } else {
+    if (!bias_row) {
       float *y = F32(node);
       int64_t out[2] = {m, n};
       broadcast_walk w;
@@ -185,8 +239,8 @@ sw_status sw__cpu_fwd_GEMM(sw_graph *g, sw__node *node) {
     }
     beta = at->beta;
   }
-  gemm_fused(g, at->trans_a, at->trans_b, m, n, k, at->alpha, F32(a), a->shape[1], F32(b), b->shape[1], beta,
-             F32(node), n, bias_row, node->fused_relu);
+  gemm_fused(g, at->trans_a, at->trans_b, m, n, k, alpha, F32(a), a->shape[1], F32(b), b->shape[1], beta, F32(node), n,
+             bias_row, node->fused_relu);
   return SW_STATUS_OK;
 }
 
@@ -295,7 +349,13 @@ sw_status sw__cpu_fwd_ADD(sw_graph *g, sw__node *node) { return arith_forward(g,
 sw_status sw__cpu_bwd_ADD(sw_graph *g, sw__node *node) { return arith_backward(g, node, ARITH_ADD); }
 sw_status sw__cpu_fwd_SUB(sw_graph *g, sw__node *node) { return arith_forward(g, node, ARITH_SUB); }
 sw_status sw__cpu_bwd_SUB(sw_graph *g, sw__node *node) { return arith_backward(g, node, ARITH_SUB); }
-sw_status sw__cpu_fwd_MUL(sw_graph *g, sw__node *node) { return arith_forward(g, node, ARITH_MUL); }
+sw_status sw__cpu_fwd_MUL(sw_graph *g, sw__node *node) {
+  if (node->scale_fused && !g->training) { /* its Gemm applies it (graph.c plan_sharing) */
+    g->values_skipped = true;
+    return SW_STATUS_OK;
+  }
+  return arith_forward(g, node, ARITH_MUL);
+}
 sw_status sw__cpu_bwd_MUL(sw_graph *g, sw__node *node) { return arith_backward(g, node, ARITH_MUL); }
 sw_status sw__cpu_fwd_DIV(sw_graph *g, sw__node *node) { return arith_forward(g, node, ARITH_DIV); }
 sw_status sw__cpu_bwd_DIV(sw_graph *g, sw__node *node) { return arith_backward(g, node, ARITH_DIV); }

@@ -24,6 +24,7 @@ void sw_graph_free(sw_graph *g) {
     if (nd->data_of < 0) sw_free(nd->data);
     if (!nd->grad_shared) sw_free(nd->grad);
     sw_free(nd->scratch);
+    sw_free(nd->packed);
   }
   sw_free(g->nodes);
   sw_free(g->params);
@@ -63,6 +64,7 @@ static sw_status add_node(sw_graph *g, sw_op_type op, const char *name, sw__node
   nd->name = nm;
   nd->data_of = -1;
   nd->pool_into = -1;
+  nd->a_scale = -1;
   sw_op_attrs_default(op, &nd->attrs);
   *id = (sw_node)g->n++;
   *out = nd;
@@ -185,7 +187,10 @@ static sw_status infer_all(sw_graph *g) {
  * - a 2x2, stride-2 MaxPool that is the only reader of such a Relu is computed by the
  *   Conv too outside training (max commutes with the bias and the Relu, both monotone),
  *   from the sgemm's output while it is in cache; the Conv's own value is then not
- *   written, which only a backward pass would read (it refuses to run on it).
+ *   written, which only a backward pass would read (it refuses to run on it);
+ * - a Mul by a one-element constant (the input scaling of an exported model) whose
+ *   only reader is a Gemm taking it as A is applied by that Gemm outside training, as a factor of its alpha: the Gemm reads the Mul's
+ *   input, and the Mul's value is not written.
  * Nodes marked as outputs (sw_graph_mark_output) keep their own values. */
 static sw_status plan_sharing(sw_graph *g) {
   int *readers = sw_calloc(g->n ? g->n : 1, sizeof *readers);
@@ -216,6 +221,16 @@ static sw_status plan_sharing(sw_graph *g) {
           !a->pad[1] && !a->pad[2] && !a->pad[3]) {
         conv->pool_into = (sw_node)i;
         nd->pool_fused = true;
+      }
+    } else if (nd->op == SW_OP_GEMM && !nd->attrs.trans_a && x->op == SW_OP_MUL && x->dtype == SW_DTYPE_F32 &&
+               readers[xi] == 1 && !x->is_output && x->data_of < 0 && x->n_inputs == 2 && x->inputs[0] >= 0 &&
+               x->inputs[1] >= 0) {
+      const sw__node *xa = &g->nodes[x->inputs[0]], *k = &g->nodes[x->inputs[1]];
+      if ((k->op == SW_OP_CONST || k->op == SW_OP_PARAM) && k->dtype == SW_DTYPE_F32 &&
+          sw__elements(k->rank, k->shape) == 1 && xa->dtype == SW_DTYPE_F32 && xa->rank == x->rank &&
+          sw__elements(xa->rank, xa->shape) == sw__elements(x->rank, x->shape)) {
+        nd->a_scale = xi;
+        x->scale_fused = true;
       }
     }
   }

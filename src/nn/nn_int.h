@@ -32,6 +32,10 @@ typedef struct sw__node {
   bool fused_relu;               /* this Conv or Gemm applies the Relu that reads it, in place */
   sw_node pool_into;             /* -1, or the 2x2 MaxPool this Conv computes outside training */
   bool pool_fused;               /* this MaxPool is computed by its Conv outside training */
+  sw_node a_scale;               /* -1, or the Mul by one constant whose input this Gemm reads
+                                    as A outside training, the constant in its alpha */
+  bool scale_fused;              /* this Mul is applied by the Gemm that reads it outside training */
+  float *packed;                 /* a Gemm's constant B packed for sw__gemm_packed, made on first use */
   bool fwd_noop, bwd_noop;       /* the kernel has nothing left to do */
   bool is_output;                /* read by the caller: never fused or shared */
   bool scratch_ready;            /* what the last forward left in scratch is complete */
@@ -116,6 +120,17 @@ void sw__gemm(sw_graph *g, bool trans_a, bool trans_b, int64_t m, int64_t n, int
 /* The same on the calling thread only (inside a range of sw__parallel). */
 void sw__gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+/* ---- the Gemm of a constant B (cpu_gemm_packed.c; AVX-512 CPUs) --------------------
+ * True on a CPU with AVX-512 unless SLIPWAY_GEMM=openblas. */
+bool sw__gemm_packed_fits(void);
+/* Floats of B [k][n] (or [n][k] when trans_b) packed into panels of 64 columns. */
+int64_t sw__gemm_packed_floats(int64_t k, int64_t n);
+void sw__gemm_pack(const float *b, bool trans_b, int64_t k, int64_t n, int64_t ldb, float *bp);
+/* Rows [r0, r1) of C = alpha A B + beta bias_row (each row; NULL: none), then a Relu
+ * when relu, with A [m][k] (row stride lda) and B packed. */
+void sw__gemm_packed(int64_t r0, int64_t r1, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                     const float *bp, float beta, const float *bias_row, bool relu, float *c, int64_t ldc);
 
 /* ---- the direct convolution (cpu_conv_direct.c; AVX-512 CPUs) ----------------------
  * For a Conv with stride 1, no dilation, a kernel of 2 taps or more, output rows as wide

@@ -283,12 +283,81 @@ static void test_batched_graph(void **state) {
   sw_graph_free(g);
 }
 
+/* x * k (a one-element constant) into a Gemm with a constant B and bias, then a Relu:
+ * the pattern of an imported model. Outside training the Mul is folded into the
+ * Gemm's alpha and, from 16 rows up, B is packed once (cpu_gemm_packed.c); in training
+ * the Mul runs. Every batch size and thread count must give the plain sums, with
+ * panel and row tails (N = 70, odd batches), B as [N][K] and as [K][N]; the pack is
+ * made once, on the first pass that needs it. */
+static void test_gemm_const_b(void **state) {
+  (void)state;
+  enum { K = 50, N = 70, MAXB = 256 };
+  static float wv[N * K], bv[N];
+  for (int i = 0; i < N * K; i++) wv[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+  for (int i = 0; i < N; i++) bv[i] = (float)(i % 9) / 9.0f - 0.4f;
+  for (int trans = 0; trans < 2; trans++) {
+    sw_graph *g;
+    sw_node x, kn, w, b, xs, h, y;
+    int64_t xshape[2] = {-1, K}, wshape[2] = {trans ? N : K, trans ? K : N}, bshape[1] = {N}, one[1] = {1};
+    float kval = 1.0f / 255.0f, wt[N * K];
+    for (int n = 0; n < N; n++)
+      for (int kk = 0; kk < K; kk++) wt[trans ? n * K + kk : kk * N + n] = wv[n * K + kk];
+    assert_int_equal(sw_graph_new(&g), SW_STATUS_OK);
+    assert_int_equal(sw_graph_input(g, "x", SW_DTYPE_F32, 2, xshape, &x), SW_STATUS_OK);
+    assert_int_equal(sw_graph_const(g, "k", SW_DTYPE_F32, 1, one, &kval, &kn), SW_STATUS_OK);
+    assert_int_equal(sw_graph_const(g, "w", SW_DTYPE_F32, 2, wshape, wt, &w), SW_STATUS_OK);
+    assert_int_equal(sw_graph_const(g, "b", SW_DTYPE_F32, 1, bshape, bv, &b), SW_STATUS_OK);
+    sw_node min[2] = {x, kn};
+    assert_int_equal(sw_graph_op(g, SW_OP_MUL, min, 2, NULL, NULL, &xs), SW_STATUS_OK);
+    sw_op_attrs at;
+    sw_op_attrs_default(SW_OP_GEMM, &at);
+    at.trans_b = trans;
+    sw_node gin[3] = {xs, w, b};
+    assert_int_equal(sw_graph_op(g, SW_OP_GEMM, gin, 3, &at, NULL, &h), SW_STATUS_OK);
+    assert_int_equal(sw_graph_op(g, SW_OP_RELU, &h, 1, NULL, NULL, &y), SW_STATUS_OK);
+    sw_graph_mark_output(g, y);
+    assert_int_equal(sw_graph_alloc(g, MAXB), SW_STATUS_OK);
+    static const struct {
+      int64_t batch;
+      int threads;
+      bool training;
+    } runs[] = {{1, 1, false}, {37, 1, false}, {256, 1, false}, {256, 2, false}, {17, 2, false}, {37, 1, true}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+      int64_t bt = runs[r].batch;
+      assert_int_equal(sw_graph_set_threads(g, runs[r].threads), SW_STATUS_OK);
+      sw_graph_set_training(g, runs[r].training);
+      assert_int_equal(sw_graph_set_batch(g, bt), SW_STATUS_OK);
+      float *xv = sw_graph_data(g, x);
+      for (int64_t i = 0; i < bt * K; i++) xv[i] = (float)((i * 13 + r) % 256);
+      assert_int_equal(sw_graph_forward(g), SW_STATUS_OK);
+      long live = sw_alloc_live();
+      assert_int_equal(sw_graph_forward(g), SW_STATUS_OK);
+      assert_int_equal(sw_alloc_live(), live); /* the pack is made once */
+      const float *yv = sw_graph_data(g, y);
+      double worst = 0, top = 1e-6;
+      for (int64_t i = 0; i < bt; i++)
+        for (int n = 0; n < N; n++) {
+          double s = bv[n];
+          for (int kk = 0; kk < K; kk++) s += (double)(xv[i * K + kk] * kval) * wv[n * K + kk];
+          s = s > 0 ? s : 0;
+          double d = fabs(yv[i * N + n] - s);
+          if (!(d <= worst)) worst = d; /* NaN sticks */
+          if (fabs(s) > top) top = fabs(s);
+        }
+      if (!(worst / top <= 1e-5))
+        fail_msg("trans %d run %zu (batch %lld): norm-wise error %g", trans, r, (long long)bt, worst / top);
+    }
+    sw_graph_free(g);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_gemm),
       cmocka_unit_test(test_arith_broadcast), cmocka_unit_test(test_relu),
       cmocka_unit_test(test_flatten_reshape), cmocka_unit_test(test_softmax_cross_entropy),
       cmocka_unit_test(test_bce_and_mse),   cmocka_unit_test(test_batched_graph),
+      cmocka_unit_test(test_gemm_const_b),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
