@@ -285,8 +285,8 @@ static void test_batched_graph(void **state) {
 
 /* x * k (a one-element constant) into a Gemm with a constant B and bias, then a Relu:
  * the pattern of an imported model. Outside training the Mul is folded into the
- * Gemm's alpha and, from 16 rows up, B is packed once (cpu_gemm_packed.c); in training
- * the Mul runs. Every batch size and thread count must give the plain sums, with
+ * Gemm's alpha; B is packed once (cpu_gemm_packed.c) on AVX-512 CPUs; in training the
+ * Mul runs. Every batch size and thread count must give the plain sums, with
  * panel and row tails (N = 70, odd batches), B as [N][K] and as [K][N]; the pack is
  * made once, on the first pass that needs it. */
 static void test_gemm_const_b(void **state) {
