@@ -173,15 +173,21 @@ typedef struct {
   float *c;
 } packed_job;
 
+/* Part i of the product: a run of the kernel's blocks of 6 rows, or with fewer blocks
+ * than parts (a small batch) a run of B's panels, each part then reading its share of
+ * B only. */
 static void packed_range(void *ctx, size_t begin, size_t end) {
   const packed_job *jb = ctx;
-  int64_t units = (jb->m + 5) / 6; /* the kernel's blocks of 6 rows */
+  int64_t blocks = (jb->m + 5) / 6, panels = (jb->n + 63) / 64;
+  bool by_rows = blocks >= jb->parts;
+  int64_t units = by_rows ? blocks : panels;
   for (size_t i = begin; i < end; i++) {
-    int64_t r0 = units * (int64_t)i / jb->parts * 6, r1 = units * ((int64_t)i + 1) / jb->parts * 6;
+    int64_t u0 = units * (int64_t)i / jb->parts, u1 = units * ((int64_t)i + 1) / jb->parts;
+    int64_t r0 = by_rows ? u0 * 6 : 0, r1 = by_rows ? u1 * 6 : jb->m, p0 = by_rows ? 0 : u0, p1 = by_rows ? panels : u1;
     if (r1 > jb->m) r1 = jb->m;
-    if (r0 < r1)
-      sw__gemm_packed(r0, r1, jb->n, jb->k, jb->alpha, jb->a, jb->lda, jb->node->packed, jb->beta, jb->bias_row,
-                      jb->node->fused_relu, jb->c, jb->n);
+    if (r0 < r1 && p0 < p1)
+      sw__gemm_packed(r0, r1, p0, p1, jb->n, jb->k, jb->alpha, jb->a, jb->lda, jb->node->packed, jb->beta,
+                      jb->bias_row, jb->node->fused_relu, jb->c, jb->n);
   }
 }
 

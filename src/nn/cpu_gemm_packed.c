@@ -96,13 +96,14 @@ TARGET void rows_panel(int R, const float *a, int64_t lda, const float *panel, i
   else block(R, 1, a, lda, panel, k, alpha, beta, bias, relu, c, ldc, cols);
 }
 
-__attribute__((target("avx512f"))) static void run(int64_t r0, int64_t r1, int64_t n, int64_t k, float alpha,
-                                                   const float *a, int64_t lda, const float *bp, float beta,
-                                                   const float *bias, bool relu, float *c, int64_t ldc) {
+__attribute__((target("avx512f"))) static void run(int64_t r0, int64_t r1, int64_t p0, int64_t p1, int64_t n,
+                                                   int64_t k, float alpha, const float *a, int64_t lda,
+                                                   const float *bp, float beta, const float *bias, bool relu,
+                                                   float *c, int64_t ldc) {
   /* 48 rows of A (150 KB at K = 784) stay in L2 while the panels go by */
   for (int64_t m0 = r0; m0 < r1; m0 += 48) {
     int64_t m1 = m0 + 48 < r1 ? m0 + 48 : r1;
-    for (int64_t p = 0; p < (n + 63) / 64; p++) {
+    for (int64_t p = p0; p < p1; p++) {
       const float *panel = bp + p * k * 64, *bias_p = bias ? bias + p * 64 : NULL;
       int64_t cols = n - p * 64 < 64 ? n - p * 64 : 64;
       for (int64_t r = m0; r < m1;) {
@@ -124,12 +125,13 @@ __attribute__((target("avx512f"))) static void run(int64_t r0, int64_t r1, int64
 }
 #endif
 
-void sw__gemm_packed(int64_t r0, int64_t r1, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                     const float *bp, float beta, const float *bias_row, bool relu, float *c, int64_t ldc) {
+void sw__gemm_packed(int64_t r0, int64_t r1, int64_t p0, int64_t p1, int64_t n, int64_t k, float alpha,
+                     const float *a, int64_t lda, const float *bp, float beta, const float *bias_row, bool relu,
+                     float *c, int64_t ldc) {
 #ifdef SW_PACKED_X86
-  run(r0, r1, n, k, alpha, a, lda, bp, beta, bias_row, relu, c, ldc);
+  run(r0, r1, p0, p1, n, k, alpha, a, lda, bp, beta, bias_row, relu, c, ldc);
 #else
-  (void)r0, (void)r1, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)bp, (void)beta, (void)bias_row,
+  (void)r0, (void)r1, (void)p0, (void)p1, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)bp, (void)beta, (void)bias_row,
       (void)relu, (void)c, (void)ldc;
   SW_ASSERT(!"sw__gemm_packed without AVX-512");
 #endif

@@ -127,10 +127,12 @@ bool sw__gemm_packed_fits(void);
 /* Floats of B [k][n] (or [n][k] when trans_b) packed into panels of 64 columns. */
 int64_t sw__gemm_packed_floats(int64_t k, int64_t n);
 void sw__gemm_pack(const float *b, bool trans_b, int64_t k, int64_t n, int64_t ldb, float *bp);
-/* Rows [r0, r1) of C = alpha A B + beta bias_row (each row; NULL: none), then a Relu
- * when relu, with A [m][k] (row stride lda) and B packed. */
-void sw__gemm_packed(int64_t r0, int64_t r1, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                     const float *bp, float beta, const float *bias_row, bool relu, float *c, int64_t ldc);
+/* Rows [r0, r1) times panels [p0, p1) (columns [64 p0, 64 p1) within n) of
+ * C = alpha A B + beta bias_row (each row; NULL: none), then a Relu when relu, with
+ * A [m][k] (row stride lda) and B packed. */
+void sw__gemm_packed(int64_t r0, int64_t r1, int64_t p0, int64_t p1, int64_t n, int64_t k, float alpha,
+                     const float *a, int64_t lda, const float *bp, float beta, const float *bias_row, bool relu,
+                     float *c, int64_t ldc);
 
 /* ---- the direct convolution (cpu_conv_direct.c; AVX-512 CPUs) ----------------------
  * For a Conv with stride 1, no dilation, a kernel of 2 taps or more, output rows as wide

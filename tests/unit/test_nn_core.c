@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 
+#include "nn/nn_int.h"
 #include "nn_check.h"
 
 #define EPS 1e-2
@@ -351,13 +352,51 @@ static void test_gemm_const_b(void **state) {
   }
 }
 
+/* The packed kernel itself, split as the pool splits it: by runs of rows, and with a
+ * small batch by runs of panels; alpha, beta and the Relu applied; nothing written
+ * outside the C block asked for. */
+static void test_gemm_packed_parts(void **state) {
+  (void)state;
+  if (!sw__gemm_packed_fits()) {
+    print_message("no AVX-512 here (or SLIPWAY_GEMM=openblas): the packed Gemm is not used\n");
+    return;
+  }
+  enum { M = 9, K = 33, N = 150, LDC = N + 3 };
+  static float a[M * K], b[K * N], bias[N], c[M * LDC], bp[3 * K * 64];
+  assert_true(sw__gemm_packed_floats(K, N) <= 3 * K * 64);
+  for (int i = 0; i < M * K; i++) a[i] = (float)((i * 29) % 17) / 17.0f - 0.5f;
+  for (int i = 0; i < K * N; i++) b[i] = (float)((i * 13) % 23) / 23.0f - 0.5f;
+  for (int i = 0; i < N; i++) bias[i] = (float)(i % 5) - 2.0f;
+  sw__gemm_pack(b, false, K, N, N, bp);
+  for (int split = 0; split < 2; split++) {
+    for (int i = 0; i < M * LDC; i++) c[i] = NAN;
+    if (split == 0) { /* rows [0, 6) and [6, 9), all panels */
+      sw__gemm_packed(0, 6, 0, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC);
+      sw__gemm_packed(6, M, 0, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC);
+    } else { /* panels [0, 1) and [1, 3), all rows */
+      sw__gemm_packed(0, M, 0, 1, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC);
+      sw__gemm_packed(0, M, 1, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC);
+    }
+    for (int r = 0; r < M; r++) {
+      for (int j = 0; j < N; j++) {
+        double s = 0;
+        for (int kk = 0; kk < K; kk++) s += (double)a[r * K + kk] * b[kk * N + j];
+        s = 0.5 * s + 2.0 * bias[j];
+        s = s > 0 ? s : 0;
+        assert_true(fabs(c[r * LDC + j] - s) <= 1e-5 * (1 + fabs(s)));
+      }
+      for (int j = N; j < LDC; j++) assert_true(isnan(c[r * LDC + j])); /* past N: untouched */
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_gemm),
       cmocka_unit_test(test_arith_broadcast), cmocka_unit_test(test_relu),
       cmocka_unit_test(test_flatten_reshape), cmocka_unit_test(test_softmax_cross_entropy),
       cmocka_unit_test(test_bce_and_mse),   cmocka_unit_test(test_batched_graph),
-      cmocka_unit_test(test_gemm_const_b),
+      cmocka_unit_test(test_gemm_const_b),    cmocka_unit_test(test_gemm_packed_parts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
