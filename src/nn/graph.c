@@ -189,8 +189,9 @@ static sw_status infer_all(sw_graph *g) {
  *   from the sgemm's output while it is in cache; the Conv's own value is then not
  *   written, which only a backward pass would read (it refuses to run on it);
  * - a Mul by a one-element constant (the input scaling of an exported model) whose
- *   only reader is a Gemm taking it as A is applied by that Gemm outside training, as a factor of its alpha: the Gemm reads the Mul's
- *   input, and the Mul's value is not written.
+ *   only reader is a Gemm taking it as A is applied by that Gemm outside training, as
+ *   a factor of its alpha: the Gemm reads the Mul's input, and the Mul's value is not
+ *   written.
  * Nodes marked as outputs (sw_graph_mark_output) keep their own values. */
 static sw_status plan_sharing(sw_graph *g) {
   int *readers = sw_calloc(g->n ? g->n : 1, sizeof *readers);
