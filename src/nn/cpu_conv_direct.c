@@ -26,16 +26,9 @@ bool sw__conv_direct_fits(int64_t m, int64_t kh, int64_t kw, int64_t sh, int64_t
                           int64_t pl, int64_t wo, int64_t w) {
   if (m % 8 || kh * kw < 2 || kw > 15 || sh != 1 || sw != 1 || dh != 1 || dw != 1) return false;
   if (wo != w || pl < 0 || pl > kw - 1) return false;
-#ifdef SW_DIRECT_X86
   static int have = -1; /* the answer does not change; a race writes the same value */
-  if (have < 0) {
-    const char *e = getenv("SLIPWAY_CONV");
-    have = __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "im2col") == 0);
-  }
+  if (have < 0) have = sw__avx512_unless("SLIPWAY_CONV", "im2col", NULL);
   return have;
-#else
-  return false;
-#endif
 }
 
 /* Each input channel's buffer: pl zeros, the ho + kh - 1 rows (input row r - pt at row r,

@@ -46,16 +46,9 @@ bool sw__conv_wino_fits(int64_t c, int64_t m, int64_t kh, int64_t kw, int64_t sh
                         int64_t dw) {
   if (kh != 3 || kw != 3 || sh != 1 || sw != 1 || dh != 1 || dw != 1 || c % 16 || m % 16 || c <= 0 || m <= 0)
     return false;
-#ifdef SW_WINO_X86
   static int have = -1; /* the answer does not change; a race writes the same value */
-  if (have < 0) {
-    const char *e = getenv("SLIPWAY_CONV");
-    have = __builtin_cpu_supports("avx512f") && !(e && (strcmp(e, "im2col") == 0 || strcmp(e, "direct") == 0));
-  }
+  if (have < 0) have = sw__avx512_unless("SLIPWAY_CONV", "im2col", "direct");
   return have;
-#else
-  return false;
-#endif
 }
 
 static int64_t tiles_y(int64_t ho) { return (ho + 1) / 2; }

@@ -12,7 +12,6 @@
  * registers; for each k it loads the panel's 4 vectors and broadcasts the 6 elements of
  * A. The sum runs over k in order, in float, like the sgemm's; only its blocking
  * differs, so results agree with it to rounding. */
-#include <string.h>
 
 #include "nn/nn_int.h"
 
@@ -22,16 +21,9 @@
 #endif
 
 bool sw__gemm_packed_fits(void) {
-#ifdef SW_PACKED_X86
   static int have = -1; /* the answer does not change; a race writes the same value */
-  if (have < 0) {
-    const char *e = getenv("SLIPWAY_GEMM");
-    have = __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "openblas") == 0);
-  }
+  if (have < 0) have = sw__avx512_unless("SLIPWAY_GEMM", "openblas", NULL);
   return have;
-#else
-  return false;
-#endif
 }
 
 int64_t sw__gemm_packed_floats(int64_t k, int64_t n) { return (n + 63) / 64 * k * 64; }

@@ -121,6 +121,11 @@ void sw__gemm(sw_graph *g, bool trans_a, bool trans_b, int64_t m, int64_t n, int
 void sw__gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* True on a CPU with AVX-512F unless the environment variable var is off1 or off2
+ * (either may be NULL): how each AVX-512 path below is chosen, and turned off for a
+ * comparison. Callers keep the answer (it does not change). */
+bool sw__avx512_unless(const char *var, const char *off1, const char *off2);
+
 /* ---- the Gemm of a constant B (cpu_gemm_packed.c; AVX-512 CPUs) --------------------
  * True on a CPU with AVX-512 unless SLIPWAY_GEMM=openblas. */
 bool sw__gemm_packed_fits(void);
