@@ -460,6 +460,17 @@ static void test_fused_conv_relu_pool(void **state) {
   sw_graph_free(plain);
 }
 
+/* The reference of the AVX-512 paths: ref_conv on one image (stride 1, no dilation, pt
+ * rows and pl columns of padding before the input), then a Relu when relu. */
+static void ref_plain(const float *x, int64_t c, int64_t h, int64_t w, const float *wt, const float *b, int64_t m,
+                      int64_t kh, int64_t kw, int64_t pt, int64_t pl, int64_t ho, int64_t wo, bool relu, float *ref) {
+  conv_case k = {.n = 1, .c = c, .h = h, .w = w, .m = m, .kh = kh, .kw = kw, .pad = {pt, pl, 0, 0}, .bias = true};
+  sw_op_attrs at;
+  case_attrs(&k, SW_OP_CONV, &at);
+  ref_conv(&k, &at, x, wt, b, ref, ho, wo);
+  for (int64_t i = 0; relu && i < m * ho * wo; i++) ref[i] = ref[i] < 0 ? 0 : ref[i];
+}
+
 /* The direct forward (cpu_conv_direct.c) against a plain loop, on shapes that take
  * every path of it: the CNN's two layers, a 5x5 kernel, an even kernel with one-sided
  * pads, a 1-D convolution, uneven vertical pads, planes that end in a short vector, and
@@ -498,19 +509,7 @@ static void test_conv_direct(void **state) {
     for (int64_t i = 0; i < nw; i++) wt[i] = (float)(2 * sw_rng_uniform(&r) - 1);
     for (int64_t i = 0; i < m; i++) b[i] = (float)(2 * sw_rng_uniform(&r) - 1);
     for (int relu = 0; relu < 2; relu++) {
-      for (int64_t o = 0; o < m; o++)
-        for (int64_t oy = 0; oy < ho; oy++)
-          for (int64_t ox = 0; ox < w; ox++) {
-            double acc = b[o];
-            for (int64_t ci = 0; ci < c; ci++)
-              for (int64_t ky = 0; ky < kh; ky++)
-                for (int64_t kx = 0; kx < kw; kx++) {
-                  int64_t iy = oy + ky - pt, ix = ox + kx - pl;
-                  if (iy >= 0 && iy < h && ix >= 0 && ix < w)
-                    acc += (double)x[(ci * h + iy) * w + ix] * wt[((o * c + ci) * kh + ky) * kw + kx];
-                }
-            ref[o * plane + oy * w + ox] = (float)(relu && acc < 0 ? 0 : acc);
-          }
+      ref_plain(x, c, h, w, wt, b, m, kh, kw, pt, pl, ho, w, relu, ref);
       memset(y, 0xff, (size_t)ny * sizeof(float)); /* NaN: every output must be written */
       sw__conv_direct_pack(wt, m, c, kh, kw, wr);
       sw__conv_direct_input(x, c, h, w, kh, kw, pt, pl, ho, xb);
@@ -588,19 +587,7 @@ static void test_conv_wino(void **state) {
     sw__conv_wino_input(x, c, h, w, pt, pl, ho, wo, in);
     const float *v = sw__conv_wino_v(in, c, ho, wo);
     for (int relu = 0; relu < 2; relu++) {
-      for (int64_t o = 0; o < m; o++)
-        for (int64_t oy = 0; oy < ho; oy++)
-          for (int64_t ox = 0; ox < wo; ox++) {
-            double acc = b[o];
-            for (int64_t ci = 0; ci < c; ci++)
-              for (int64_t ky = 0; ky < 3; ky++)
-                for (int64_t kx = 0; kx < 3; kx++) {
-                  int64_t iy = oy + ky - pt, ix = ox + kx - pl;
-                  if (iy >= 0 && iy < h && ix >= 0 && ix < w)
-                    acc += (double)x[(ci * h + iy) * w + ix] * wt[((o * c + ci) * 3 + ky) * 3 + kx];
-                }
-            ref[o * plane + oy * wo + ox] = (float)(relu && acc < 0 ? 0 : acc);
-          }
+      ref_plain(x, c, h, w, wt, b, m, 3, 3, pt, pl, ho, wo, relu, ref);
       memset(y, 0xff, (size_t)ny * sizeof(float)); /* NaN: every output must be written */
       int64_t mv = m / 16, half = mv / 2;
       sw__conv_wino(v, u, c, m, ho, wo, b, relu, 0, 0, y, 0, half);
