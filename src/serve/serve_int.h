@@ -94,6 +94,7 @@ typedef struct sw__version {
   sw__job *head, *tail;
   sw__job **leader_batch; /* for the HTTP thread that runs the graph inline */
   int queued;
+  int64_t queued_rows; /* the rows of the queued jobs */
   bool busy; /* someone (the compute thread or an HTTP thread inline) runs the graph */
   bool stop;
   int max_batch, max_queue;

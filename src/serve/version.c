@@ -203,13 +203,18 @@ sw_status sw__version_submit(sw__version *v, sw__job *job) {
   }
   job->next = NULL;
   job->t_enqueue = sw_now();
+  bool first = !v->head;
   if (v->tail) v->tail->next = job;
   else v->head = job;
   v->tail = job;
   v->queued++;
+  v->queued_rows += job->inputs.rows;
   /* whoever runs the graph now takes the queue when done: waking the compute thread
-   * only to find the graph busy would cost a context switch a request */
-  if (!v->busy) pthread_cond_signal(&v->cv);
+   * only to find the graph busy would cost a context switch a request. While it waits
+   * for a batch to fill, it needs waking only for the first job (its deadline starts)
+   * and when the batch is full. */
+  int64_t fill = v->chunk > 0 ? v->chunk : v->max_batch;
+  if (!v->busy && (v->timeout_us <= 0 || first || v->queued_rows >= fill)) pthread_cond_signal(&v->cv);
   pthread_mutex_unlock(&v->mu);
   return SW_STATUS_OK;
 }
@@ -218,12 +223,6 @@ void sw__job_clear(sw__job *job, const sw__version *v) {
   for (size_t k = 0; k < SW_SERVE_MAX_IO; k++) sw_free(job->out[k]);
   sw_serve_inputs_clear(&job->inputs, v ? v->sig.n_in : SW_SERVE_MAX_IO);
   memset(job, 0, sizeof *job);
-}
-
-static int64_t queued_rows(const sw__version *v) {
-  int64_t r = 0;
-  for (const sw__job *j = v->head; j; j = j->next) r += j->inputs.rows;
-  return r;
 }
 
 /* Under v->mu: takes the oldest jobs that fit in one batch (at least one). */
@@ -237,6 +236,7 @@ static size_t take_batch(sw__version *v, sw__job **batch, size_t cap, int64_t *r
     v->head = j->next;
     if (!v->head) v->tail = NULL;
     v->queued--;
+    v->queued_rows -= j->inputs.rows;
     *rows += j->inputs.rows;
     batch[n++] = j;
   }
@@ -272,13 +272,13 @@ static void *compute_main(void *arg) {
     while ((!v->head || v->busy) && !v->stop) pthread_cond_wait(&v->cv, &v->mu);
     if (!v->head || v->busy) break;
     int64_t fill = v->chunk > 0 ? v->chunk : v->max_batch;
-    if (v->timeout_us > 0 && fill > 1 && queued_rows(v) < fill) {
+    if (v->timeout_us > 0 && fill > 1 && v->queued_rows < fill) {
       /* wait a little for the batch to fill, from the oldest job's arrival */
       double deadline = v->head->t_enqueue + (double)v->timeout_us * 1e-6;
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
       double wait = deadline - sw_now();
-      while (wait > 0 && queued_rows(v) < fill && !v->stop) {
+      while (wait > 0 && v->queued_rows < fill && !v->stop) {
         double t = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + wait;
         struct timespec until = {.tv_sec = (time_t)t, .tv_nsec = (long)((t - (double)(time_t)t) * 1e9)};
         if (pthread_cond_timedwait(&v->cv, &v->mu, &until) == ETIMEDOUT) break;

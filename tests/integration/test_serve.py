@@ -398,6 +398,30 @@ def test_full_queue_answers_429_at_once(slipway, models, tmp_path):
         assert s.stop() == 0
 
 
+def test_full_batch_does_not_wait_for_its_timeout(slipway, models, tmp_path):
+    d, _ = models
+    # a batch may wait 3 s to fill, but a full one runs at once: the compute thread is
+    # woken by the job that fills it (and only by that one and the first)
+    s = Server(slipway, tmp_path, "--model-file", f"tiny={d / 'tiny1.onnx'}", "--max-batch", "4",
+               "--batch-timeout-us", "3000000")
+    try:
+        post(s, "/v1/models/tiny:predict", {"instances": [[1, 2, 3, 4]] * 4})  # a full batch alone
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(post(s, "/v1/models/tiny:predict",
+                                                                        {"instances": [[1, 2, 3, 4]]})))
+                   for _ in range(4)]
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.time() - t0
+        assert [r.status_code for r in results] == [200] * 4
+        assert took < 2.0, took
+    finally:
+        assert s.stop() == 0
+
+
 def test_sigterm_drains_requests_in_flight(slipway, models, tmp_path):
     d, _ = models
     s = Server(slipway, tmp_path, "--model-file", f"tiny={d / 'tiny1.onnx'}", "--max-batch", "8",
