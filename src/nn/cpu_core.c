@@ -201,6 +201,10 @@ static bool gemm_packed(sw_graph *g, sw__node *node, const sw__node *a, const sw
   if (at->trans_a || b->op != SW_OP_CONST || b->dtype != SW_DTYPE_F32 || m < 1 ||
       (has_c && !bias_row) || !sw__gemm_packed_fits())
     return false;
+  /* panels are 64 columns wide: a narrow B (a model with a few outputs over many
+   * features) would pack into many times its size; it keeps the sgemm */
+  int64_t waste = sw__gemm_packed_floats(k, n) - k * n;
+  if (waste > k * n && waste > (1 << 16)) return false;
   if (!node->packed) {
     node->packed = sw_malloc((size_t)sw__gemm_packed_floats(k, n) * sizeof(float));
     if (!node->packed) return false; /* out of memory: the sgemm needs none */
