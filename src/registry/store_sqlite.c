@@ -3,7 +3,9 @@
  * every write transaction, so writers are serialized from their first statement and a
  * read-then-write (the next version number) can never race another process. */
 #include <sqlite3.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "registry/registry_int.h"
 
@@ -100,6 +102,16 @@ static sw_status sq_open(const char *target, sw__store **out) {
   for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0] && !st; i++) {
     json_t *rows = NULL;
     st = sq_exec(&s->base, pragmas[i], NULL, 0, &rows);
+    /* switching a new file to WAL needs it to itself and does not call the busy
+     * handler: processes opening a fresh store together retry it (the first to get it
+     * switches the file; the others then find WAL already) */
+    double t0 = sw_now();
+    unsigned seed = (unsigned)getpid();
+    while (st && i == 0 && (s->last_rc & 0xff) == SQLITE_BUSY && sw_now() - t0 < SQLITE_BUSY_MS / 1e3) {
+      sw_clear_error();
+      usleep((useconds_t)(1000 + rand_r(&seed) % 4000));
+      st = sq_exec(&s->base, pragmas[i], NULL, 0, &rows);
+    }
     if (!st && i == 0) {
       const char *mode = json_string_value(json_array_get(json_array_get(rows, 0), 0));
       if (!mode || strcmp(mode, "wal") != 0)
