@@ -235,6 +235,11 @@ sw_status sw_graph_op(sw_graph *g, sw_op_type op, const sw_node *inputs, int n_i
 /* Allocation, once: every value, gradient and scratch buffer for batches up to
  * max_batch. After it, forward and backward allocate nothing. */
 sw_status sw_graph_alloc(sw_graph *g, int64_t max_batch);
+/* A second graph for forward passes concurrent with src's (a graph runs one pass at a
+ * time): the same nodes, sharing src's constants, parameters and packed weights, read
+ * only, with values and scratch of its own. src must be allocated, outside training,
+ * and outlive the clone; the clone is never trained (backward refuses). */
+sw_status sw_graph_clone(const sw_graph *src, sw_graph **out);
 /* Marks a node whose value the caller reads after a forward pass (before alloc): the
  * allocator then never lets it share memory with the nodes that read it (Conv applies
  * a following Relu in place, Flatten and Reshape view their input's memory). */

@@ -187,7 +187,7 @@ static void packed_range(void *ctx, size_t begin, size_t end) {
     if (r1 > jb->m) r1 = jb->m;
     if (r0 < r1 && p0 < p1)
       sw__gemm_packed(r0, r1, p0, p1, jb->n, jb->k, jb->alpha, jb->a, jb->lda, jb->node->packed, jb->beta,
-                      jb->bias_row, jb->node->fused_relu, jb->c, jb->n);
+                      jb->bias_row, jb->node->fused_relu, jb->c, jb->n, jb->node->packed_finite);
   }
 }
 
@@ -208,7 +208,7 @@ static bool gemm_packed(sw_graph *g, sw__node *node, const sw__node *a, const sw
   if (!node->packed) {
     node->packed = sw_malloc((size_t)sw__gemm_packed_floats(k, n) * sizeof(float));
     if (!node->packed) return false; /* out of memory: the sgemm needs none */
-    sw__gemm_pack(F32(b), at->trans_b, k, n, b->shape[1], node->packed);
+    node->packed_finite = sw__gemm_pack(F32(b), at->trans_b, k, n, b->shape[1], node->packed);
   }
   int threads = g->pool ? g->threads : 1;
   packed_job jb = {node, m, n, k, a->shape[1], m * n * k < GEMM_PARALLEL_MIN ? 1 : threads, alpha, beta, F32(a),

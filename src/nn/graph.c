@@ -21,10 +21,10 @@ void sw_graph_free(sw_graph *g) {
   for (size_t i = 0; i < g->n; i++) {
     sw__node *nd = &g->nodes[i];
     sw_free(nd->name);
-    if (nd->data_of < 0) sw_free(nd->data);
+    if (nd->data_of < 0 && !nd->borrowed) sw_free(nd->data);
+    if (!nd->packed_borrowed) sw_free(nd->packed);
     if (!nd->grad_shared) sw_free(nd->grad);
     sw_free(nd->scratch);
-    sw_free(nd->packed);
   }
   sw_free(g->nodes);
   sw_free(g->params);
@@ -299,6 +299,56 @@ sw_status sw_graph_alloc(sw_graph *g, int64_t max_batch) {
   return SW_STATUS_OK;
 }
 
+sw_status sw_graph_clone(const sw_graph *src, sw_graph **out) {
+  *out = NULL;
+  if (!src->allocated || src->training) return sw_error(SW_STATUS_INVALID, "graph: a clone needs an allocated graph outside training");
+  sw_graph *g = sw_calloc(1, sizeof *g);
+  sw__node *nodes = sw_calloc(src->n ? src->n : 1, sizeof *nodes);
+  if (!g || !nodes) {
+    sw_free(g);
+    sw_free(nodes);
+    return sw_error(SW_STATUS_NOMEM, "out of memory");
+  }
+  g->nodes = nodes;
+  g->n = g->cap = src->n;
+  g->batch = src->batch;
+  g->max_batch = src->max_batch;
+  g->threads = 1;
+  g->backend = src->backend;
+  g->is_clone = true;
+  sw_status st = SW_STATUS_OK;
+  for (size_t i = 0; i < src->n; i++) {
+    const sw__node *sn = &src->nodes[i];
+    sw__node *nd = &g->nodes[i];
+    *nd = *sn;
+    nd->name = NULL;
+    nd->grad = NULL;
+    nd->grad_shared = false;
+    nd->needs_grad = false;
+    nd->scratch = NULL;
+    nd->scratch_bytes = 0;
+    nd->scratch_ready = false;
+    /* constants and parameters are read only outside training, and so is a Gemm's
+     * packed constant once the source has made it */
+    nd->borrowed = sn->owns_data;
+    nd->packed_borrowed = sn->packed != NULL;
+    if (!nd->borrowed) nd->data = NULL;
+    if (st) continue;
+    if (!(nd->name = sw_strdup(sn->name))) st = sw_error(SW_STATUS_NOMEM, "out of memory");
+    else if (nd->borrowed) continue;
+    else if (nd->data_of >= 0) nd->data = g->nodes[nd->data_of].data; /* the source comes earlier */
+    else if (!(nd->data = sw_calloc(1, nd->capacity ? nd->capacity : 1))) st = sw_error(SW_STATUS_NOMEM, "out of memory for '%s'", nd->name);
+  }
+  g->allocated = true;
+  if (!st) st = sw_graph_set_threads(g, src->threads); /* sizes the scratch */
+  if (st) {
+    sw_graph_free(g);
+    return st;
+  }
+  *out = g;
+  return SW_STATUS_OK;
+}
+
 void sw_graph_mark_output(sw_graph *g, sw_node n) {
   SW_ASSERT(!g->allocated && n >= 0 && (size_t)n < g->n);
   g->nodes[n].is_output = true;
@@ -313,7 +363,7 @@ sw_status sw_graph_set_batch(sw_graph *g, int64_t n) {
   return infer_all(g);
 }
 
-void sw_graph_set_training(sw_graph *g, bool training) { g->training = training; }
+void sw_graph_set_training(sw_graph *g, bool training) { g->training = training && !g->is_clone; }
 
 void sw_graph_set_step(sw_graph *g, uint64_t seed, int64_t step) {
   g->seed = seed;
@@ -372,6 +422,7 @@ sw_status sw_graph_forward(sw_graph *g) {
 sw_status sw_graph_backward(sw_graph *g, sw_node loss) {
   if (!g->allocated) return sw_error(SW_STATUS_INVALID, "graph: not allocated");
   if (loss < 0 || (size_t)loss >= g->n) return sw_error(SW_STATUS_INVALID, "graph: no node %d", loss);
+  if (g->is_clone) return sw_error(SW_STATUS_INVALID, "graph: a clone is never trained");
   sw__node *ln = &g->nodes[loss];
   if (sw__elements(ln->rank, ln->shape) != 1) return sw_error(SW_STATUS_INVALID, "graph: '%s' is not a scalar", ln->name);
   if (!ln->needs_grad) return sw_error(SW_STATUS_INVALID, "graph: no parameter reaches '%s'", ln->name);

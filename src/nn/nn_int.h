@@ -26,6 +26,7 @@ typedef struct sw__node {
   void *scratch;                 /* per-op working memory sized by the op's scratch fn */
   size_t scratch_bytes;
   bool owns_data;                /* leaves: params, buffers, consts */
+  bool borrowed;                 /* data is another graph's (a clone's constants) */
   /* Planned at alloc (graph.c plan_aliases): memory one node borrows from another. */
   sw_node data_of;               /* -1, or the node whose data this one's data is */
   bool grad_shared;              /* grad is data_of's grad (a copy op, sole consumer) */
@@ -36,6 +37,8 @@ typedef struct sw__node {
                                     as A outside training, the constant in its alpha */
   bool scale_fused;              /* this Mul is applied by the Gemm that reads it outside training */
   float *packed;                 /* a Gemm's constant B packed for sw__gemm_packed, made on first use */
+  bool packed_finite;            /* and every float of it is finite */
+  bool packed_borrowed;          /* packed is another graph's (sw_graph_clone) */
   bool fwd_noop, bwd_noop;       /* the kernel has nothing left to do */
   bool is_output;                /* read by the caller: never fused or shared */
   bool scratch_ready;            /* what the last forward left in scratch is complete */
@@ -47,6 +50,7 @@ struct sw_graph {
   int64_t batch, max_batch;
   bool allocated;
   bool training;
+  bool is_clone;                 /* sw_graph_clone: inference only */
   bool values_skipped;           /* the last forward left fused-away values unwritten */
   uint64_t seed;
   int64_t step;
@@ -131,13 +135,15 @@ bool sw__avx512_unless(const char *var, const char *off1, const char *off2);
 bool sw__gemm_packed_fits(void);
 /* Floats of B [k][n] (or [n][k] when trans_b) packed into panels of 64 columns. */
 int64_t sw__gemm_packed_floats(int64_t k, int64_t n);
-void sw__gemm_pack(const float *b, bool trans_b, int64_t k, int64_t n, int64_t ldb, float *bp);
+/* Packs B; true when all of it is finite. */
+bool sw__gemm_pack(const float *b, bool trans_b, int64_t k, int64_t n, int64_t ldb, float *bp);
 /* Rows [r0, r1) times panels [p0, p1) (columns [64 p0, 64 p1) within n) of
  * C = alpha A B + beta bias_row (each row; NULL: none), then a Relu when relu, with
- * A [m][k] (row stride lda) and B packed. */
+ * A [m][k] (row stride lda) and B packed. skip_zeros (only for a finite B): a single
+ * row skips the terms where A is zero, which leaves every sum as it was. */
 void sw__gemm_packed(int64_t r0, int64_t r1, int64_t p0, int64_t p1, int64_t n, int64_t k, float alpha,
                      const float *a, int64_t lda, const float *bp, float beta, const float *bias_row, bool relu,
-                     float *c, int64_t ldc);
+                     float *c, int64_t ldc, bool skip_zeros);
 
 /* ---- the direct convolution (cpu_conv_direct.c; AVX-512 CPUs) ----------------------
  * For a Conv with stride 1, no dilation, a kernel of 2 taps or more, output rows as wide

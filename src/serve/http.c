@@ -885,7 +885,10 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
   if (!st) st = sw__stats_new(&s->stats);
   if (!st) st = sw__api_new(cfg->from_registry, cfg->registry_url, cfg->registry_home, &s->api);
   if (!st) st = sw__feedback_new(cfg->feedback_capacity, cfg->feedback_ttl_s, &s->fb);
-  sw__version_opts o = {cfg->compute_threads, cfg->max_batch, cfg->max_queue, cfg->batch_timeout_us};
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  unsigned pool = (unsigned)(cfg->http_threads > 0 ? cfg->http_threads : (cores > 0 ? cores : 2));
+  /* a lane per HTTP thread: a request runs on the thread that parsed it */
+  sw__version_opts o = {cfg->compute_threads, cfg->max_batch, cfg->max_queue, cfg->batch_timeout_us, (int)pool};
   if (!st) st = sw__manager_init(&s->mgr, cat, &o, s->stats, cfg->only, cfg->n_only);
   if (st) {
     sw_catalog_close(&cat);
@@ -913,8 +916,6 @@ sw_status sw_server_start(const sw_serve_config *cfg, sw_catalog cat, sw_server 
     sw_server_free(s);
     return st;
   }
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  unsigned pool = (unsigned)(cfg->http_threads > 0 ? cfg->http_threads : (cores > 0 ? cores : 2));
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,

@@ -69,6 +69,8 @@ typedef struct sw__job {
   void *arg;
 } sw__job;
 
+#define SW__MAX_LANES 8
+
 typedef struct sw__version {
   atomic_int refs;
   char *model;
@@ -81,8 +83,13 @@ typedef struct sw__version {
   int64_t mem_bytes;
   double loaded_at;
   sw__vstats *stats;
-  /* the engine: touched by the compute thread alone once loaded */
+  /* the engine: lanes of the graph, lane 0 the loaded one and the others clones of it
+   * sharing its weights, so that as many passes as lanes run at once; a lane is run by
+   * whoever holds it (an HTTP thread inline, or the compute thread) */
   sw_graph *g;
+  sw_graph *lane[SW__MAX_LANES];
+  bool lane_busy[SW__MAX_LANES];
+  int n_lanes;
   sw_node in[SW_SERVE_MAX_IO];
   sw_node out[SW_SERVE_MAX_IO];
   json_t *meta;
@@ -92,10 +99,10 @@ typedef struct sw__version {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   sw__job *head, *tail;
-  sw__job **leader_batch; /* for the HTTP thread that runs the graph inline */
+  sw__job **leader_batch; /* per lane, max_batch each: for an HTTP thread that takes the queue */
   int queued;
   int64_t queued_rows; /* the rows of the queued jobs */
-  bool busy; /* someone (the compute thread or an HTTP thread inline) runs the graph */
+  int lanes_busy;
   bool stop;
   int max_batch, max_queue;
   int64_t chunk; /* rows per forward pass: the cheapest per row at warm-up, <= max_batch */
@@ -105,6 +112,7 @@ typedef struct sw__version {
 typedef struct {
   int compute_threads, max_batch, max_queue;
   int64_t timeout_us;
+  int lanes; /* graphs that run at once (1..SW__MAX_LANES; with a batch wait, 1) */
 } sw__version_opts;
 
 /* Loads path (its SHA-256 checked against sha256 unless that is ""), allocates for

@@ -1,7 +1,11 @@
 /* One loaded model version: its graph, allocated once for the largest batch, warmed
- * up before anyone may call it, and the batcher whose compute thread alone runs the
- * graph (a graph is not safe for concurrent forward passes). Reference counted: the
- * last request to finish on a version that was swapped out frees it. */
+ * up before anyone may call it, and the batcher. A graph runs one forward pass at a
+ * time, so a version keeps lanes: the graph and clones of it that share its weights,
+ * one per HTTP thread, each run by whoever holds it. A request finds a free lane and
+ * runs on its own HTTP thread (no hand-off); when every lane is busy it queues, and
+ * whoever frees a lane takes the queue as a batch, or the compute thread does (always,
+ * when batches wait to fill). Reference counted: the last request to finish on a
+ * version that was swapped out frees it. */
 #include <errno.h>
 #include <malloc.h>
 #include <string.h>
@@ -24,9 +28,9 @@ static void class_names(sw__version *v) {
   json_decref(list);
 }
 
-static sw_status run_rows(sw__version *v, sw__job **jobs, size_t n_jobs, int64_t total);
+static sw_status run_rows(sw__version *v, sw_graph *g, sw__job **jobs, size_t n_jobs, int64_t total);
 static size_t take_batch(sw__version *v, sw__job **batch, size_t cap, int64_t *rows);
-static void run_batch(sw__version *v, sw__job **batch, size_t n, int64_t rows);
+static void run_batch(sw__version *v, int lane, sw__job **batch, size_t n, int64_t rows);
 static void *compute_main(void *arg);
 
 sw_status sw__version_load(const char *model, int64_t version, const char *path, const char *sha256,
@@ -111,6 +115,25 @@ sw_status sw__version_load(const char *model, int64_t version, const char *path,
     sw_error_prefix(st, "%s: warm-up: ", path);
     goto out;
   }
+  /* the other lanes, each warmed up at the largest batch (its own values and scratch) */
+  v->lane[0] = v->g;
+  v->n_lanes = 1;
+  int lanes = v->timeout_us > 0 ? 1 : o->lanes < 1 ? 1 : o->lanes > SW__MAX_LANES ? SW__MAX_LANES : o->lanes;
+  while (!st && v->n_lanes < lanes) {
+    sw_graph *c;
+    st = sw_graph_clone(v->g, &c);
+    if (st) break;
+    v->lane[v->n_lanes++] = c;
+    st = sw_graph_set_batch(c, v->max_batch);
+    for (size_t k = 0; k < v->sig.n_in && !st; k++)
+      memset(sw_graph_data(c, v->in[k]), 0, (size_t)(v->max_batch * v->sig.in[k].per) * sw_dtype_size(v->sig.in[k].dtype));
+    if (!st) st = sw_graph_forward(c);
+  }
+  if (st) {
+    sw_error_prefix(st, "%s: lanes: ", path);
+    goto out;
+  }
+  v->leader_batch = sw_calloc((size_t)(v->max_batch * v->n_lanes), sizeof *v->leader_batch); /* NULL: no inline runs */
   /* the statistics outlive the version (and keep its class names for feedback): not
    * its memory */
   sw_alloc_count_bytes(NULL);
@@ -124,7 +147,6 @@ sw_status sw__version_load(const char *model, int64_t version, const char *path,
     pthread_mutex_unlock(&v->stats->mu);
   }
   v->loaded_at = sw_now();
-  v->leader_batch = sw_calloc((size_t)v->max_batch, sizeof *v->leader_batch); /* NULL: no inline runs */
   if (pthread_create(&v->thread, NULL, compute_main, v)) {
     st = sw_error(SW_STATUS_NOMEM, "cannot start a compute thread");
     goto out;
@@ -155,6 +177,7 @@ void sw__version_unref(sw__version *v) {
   SW_ASSERT(!v->head); /* every job holds a reference */
   pthread_mutex_destroy(&v->mu);
   pthread_cond_destroy(&v->cv);
+  for (int i = v->n_lanes - 1; i > 0; i--) sw_graph_free(v->lane[i]); /* clones before their source */
   sw_graph_free(v->g);
   sw_free(v->leader_batch);
   json_decref(v->meta);
@@ -167,29 +190,43 @@ void sw__version_unref(sw__version *v) {
   malloc_trim(0);
 }
 
+/* Under v->mu: a free lane, now held, or -1. */
+static int grab_lane(sw__version *v) {
+  for (int i = 0; i < v->n_lanes; i++)
+    if (!v->lane_busy[i]) {
+      v->lane_busy[i] = true;
+      v->lanes_busy++;
+      return i;
+    }
+  return -1;
+}
+
+static void drop_lane(sw__version *v, int lane) {
+  v->lane_busy[lane] = false;
+  v->lanes_busy--;
+}
+
 bool sw__version_run_inline(sw__version *v, sw__job *job) {
   if (v->timeout_us > 0 || !v->leader_batch) return false;
   pthread_mutex_lock(&v->mu);
-  if (v->busy || v->head || v->stop) {
-    pthread_mutex_unlock(&v->mu);
-    return false;
-  }
-  v->busy = true;
+  int lane = v->head || v->stop ? -1 : grab_lane(v);
   pthread_mutex_unlock(&v->mu);
+  if (lane < 0) return false;
   job->t_enqueue = sw_now();
   job->notify = NULL;
-  run_batch(v, &job, 1, job->inputs.rows);
+  run_batch(v, lane, &job, 1, job->inputs.rows);
   /* what queued meanwhile runs here too, a few batches at most, rather than waking the
    * compute thread: a hand-off costs more than the pass at small batches */
+  sw__job **batch = v->leader_batch + (size_t)lane * (size_t)v->max_batch;
   pthread_mutex_lock(&v->mu);
   for (int round = 0; round < 4 && v->head; round++) {
     int64_t rows = 0;
-    size_t n = take_batch(v, v->leader_batch, (size_t)v->max_batch, &rows);
+    size_t n = take_batch(v, batch, (size_t)v->max_batch, &rows);
     pthread_mutex_unlock(&v->mu);
-    run_batch(v, v->leader_batch, n, rows);
+    run_batch(v, lane, batch, n, rows);
     pthread_mutex_lock(&v->mu);
   }
-  v->busy = false;
+  drop_lane(v, lane);
   if (v->head) pthread_cond_signal(&v->cv); /* the rest goes to the compute thread */
   pthread_mutex_unlock(&v->mu);
   return true;
@@ -214,7 +251,7 @@ sw_status sw__version_submit(sw__version *v, sw__job *job) {
    * for a batch to fill, it needs waking only for the first job (its deadline starts)
    * and when the batch is full. */
   int64_t fill = v->chunk > 0 ? v->chunk : v->max_batch;
-  if (!v->busy && (v->timeout_us <= 0 || first || v->queued_rows >= fill)) pthread_cond_signal(&v->cv);
+  if (v->lanes_busy < v->n_lanes && (v->timeout_us <= 0 || first || v->queued_rows >= fill)) pthread_cond_signal(&v->cv);
   pthread_mutex_unlock(&v->mu);
   return SW_STATUS_OK;
 }
@@ -243,11 +280,11 @@ static size_t take_batch(sw__version *v, sw__job **batch, size_t cap, int64_t *r
   return n;
 }
 
-/* Runs one batch (the caller holds busy) and tells each job's owner. */
-static void run_batch(sw__version *v, sw__job **batch, size_t n, int64_t rows) {
+/* Runs one batch on a lane the caller holds and tells each job's owner. */
+static void run_batch(sw__version *v, int lane, sw__job **batch, size_t n, int64_t rows) {
   double t0 = sw_now();
   for (size_t i = 0; i < n; i++) batch[i]->t_start = t0;
-  sw_status st = run_rows(v, batch, n, rows);
+  sw_status st = run_rows(v, v->lane[lane], batch, n, rows);
   double t1 = sw_now();
   sw__stats_batch(v->stats, rows, batch, n, t1 - t0);
   for (size_t i = 0; i < n; i++) {
@@ -269,8 +306,8 @@ static void *compute_main(void *arg) {
   if (!batch) batch = one;
   pthread_mutex_lock(&v->mu);
   for (;;) {
-    while ((!v->head || v->busy) && !v->stop) pthread_cond_wait(&v->cv, &v->mu);
-    if (!v->head || v->busy) break;
+    while ((!v->head || v->lanes_busy == v->n_lanes) && !v->stop) pthread_cond_wait(&v->cv, &v->mu);
+    if (!v->head || v->lanes_busy == v->n_lanes) break;
     int64_t fill = v->chunk > 0 ? v->chunk : v->max_batch;
     if (v->timeout_us > 0 && fill > 1 && v->queued_rows < fill) {
       /* wait a little for the batch to fill, from the oldest job's arrival */
@@ -288,11 +325,11 @@ static void *compute_main(void *arg) {
     }
     int64_t rows = 0;
     size_t n = take_batch(v, batch, cap, &rows);
-    v->busy = true;
+    int lane = grab_lane(v);
     pthread_mutex_unlock(&v->mu);
-    run_batch(v, batch, n, rows);
+    run_batch(v, lane, batch, n, rows);
     pthread_mutex_lock(&v->mu);
-    v->busy = false;
+    drop_lane(v, lane);
   }
   pthread_mutex_unlock(&v->mu);
   if (batch != one) sw_free(batch);
@@ -320,7 +357,7 @@ static void copy_rows(sw__job **jobs, size_t n_jobs, int64_t first, int64_t n, s
   }
 }
 
-static sw_status run_rows(sw__version *v, sw__job **jobs, size_t n_jobs, int64_t total) {
+static sw_status run_rows(sw__version *v, sw_graph *g, sw__job **jobs, size_t n_jobs, int64_t total) {
   for (size_t i = 0; i < n_jobs; i++)
     for (size_t k = 0; k < v->sig.n_out; k++) {
       jobs[i]->out[k] = sw_malloc((size_t)(jobs[i]->inputs.rows * v->sig.out[k].per) * sw_dtype_size(v->sig.out[k].dtype));
@@ -329,15 +366,15 @@ static sw_status run_rows(sw__version *v, sw__job **jobs, size_t n_jobs, int64_t
   int64_t chunk = v->chunk > 0 ? v->chunk : v->max_batch;
   for (int64_t first = 0; first < total; first += chunk) {
     int64_t n = total - first < chunk ? total - first : chunk;
-    sw_status st = sw_graph_set_batch(v->g, n);
+    sw_status st = sw_graph_set_batch(g, n);
     if (st) return st;
     for (size_t k = 0; k < v->sig.n_in; k++)
-      copy_rows(jobs, n_jobs, first, n, k, true, sw_graph_data(v->g, v->in[k]), v->sig.in[k].per,
+      copy_rows(jobs, n_jobs, first, n, k, true, sw_graph_data(g, v->in[k]), v->sig.in[k].per,
                 sw_dtype_size(v->sig.in[k].dtype));
-    st = sw_graph_forward(v->g);
+    st = sw_graph_forward(g);
     if (st) return st;
     for (size_t k = 0; k < v->sig.n_out; k++)
-      copy_rows(jobs, n_jobs, first, n, k, false, sw_graph_data(v->g, v->out[k]), v->sig.out[k].per,
+      copy_rows(jobs, n_jobs, first, n, k, false, sw_graph_data(g, v->out[k]), v->sig.out[k].per,
                 sw_dtype_size(v->sig.out[k].dtype));
   }
   return SW_STATUS_OK;

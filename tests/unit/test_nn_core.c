@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "nn/nn_int.h"
@@ -354,7 +355,10 @@ static void test_gemm_const_b(void **state) {
 
 /* The packed kernel itself, split as the pool splits it: by runs of rows, and with a
  * small batch by runs of panels; alpha, beta and the Relu applied; nothing written
- * outside the C block asked for. */
+ * outside the C block asked for. Then row by row, where the row kernel skips the zeros
+ * of A (a third of them here, and one row all zeros): the same floats, bit for bit, as
+ * the block kernel's, since a zero term adds nothing to a sum. A B with an infinity is
+ * reported, so that no zero is skipped against it (0 x inf is NaN). */
 static void test_gemm_packed_parts(void **state) {
   (void)state;
   if (!sw__gemm_packed_fits()) {
@@ -362,20 +366,27 @@ static void test_gemm_packed_parts(void **state) {
     return;
   }
   enum { M = 9, K = 33, N = 150, LDC = N + 3 };
-  static float a[M * K], b[K * N], bias[N], c[M * LDC], bp[3 * K * 64];
+  static float a[M * K], b[K * N], bias[N], c[M * LDC], c_block[M * LDC], bp[3 * K * 64];
   assert_true(sw__gemm_packed_floats(K, N) <= 3 * K * 64);
-  for (int i = 0; i < M * K; i++) a[i] = (float)((i * 29) % 17) / 17.0f - 0.5f;
+  for (int i = 0; i < M * K; i++) a[i] = i % 3 == 1 || i / K == 4 ? 0.0f : (float)((i * 29) % 17) / 17.0f - 0.5f;
   for (int i = 0; i < K * N; i++) b[i] = (float)((i * 13) % 23) / 23.0f - 0.5f;
   for (int i = 0; i < N; i++) bias[i] = (float)(i % 5) - 2.0f;
-  sw__gemm_pack(b, false, K, N, N, bp);
-  for (int split = 0; split < 2; split++) {
+  assert_true(sw__gemm_pack(b, false, K, N, N, bp));
+  for (int split = 0; split < 4; split++) {
     for (int i = 0; i < M * LDC; i++) c[i] = NAN;
     if (split == 0) { /* rows [0, 6) and [6, 9), all panels */
-      sw__gemm_packed(0, 6, 0, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC);
-      sw__gemm_packed(6, M, 0, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC);
-    } else { /* panels [0, 1) and [1, 3), all rows */
-      sw__gemm_packed(0, M, 0, 1, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC);
-      sw__gemm_packed(0, M, 1, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC);
+      sw__gemm_packed(0, 6, 0, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC, true);
+      sw__gemm_packed(6, M, 0, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC, true);
+    } else if (split == 1) { /* panels [0, 1) and [1, 3), all rows */
+      sw__gemm_packed(0, M, 0, 1, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC, true);
+      sw__gemm_packed(0, M, 1, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC, true);
+    } else { /* one row at a time, by the block kernel (2), then by the row kernel (3) */
+      for (int r = 0; r < M; r++) {
+        sw__gemm_packed(r, r + 1, 0, 1, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC, split == 3);
+        sw__gemm_packed(r, r + 1, 1, 3, N, K, 0.5f, a, K, bp, 2.0f, bias, true, c, LDC, split == 3);
+      }
+      if (split == 2) memcpy(c_block, c, sizeof c);
+      else assert_memory_equal(c, c_block, sizeof c);
     }
     for (int r = 0; r < M; r++) {
       for (int j = 0; j < N; j++) {
@@ -388,6 +399,8 @@ static void test_gemm_packed_parts(void **state) {
       for (int j = N; j < LDC; j++) assert_true(isnan(c[r * LDC + j])); /* past N: untouched */
     }
   }
+  b[7] = INFINITY;
+  assert_false(sw__gemm_pack(b, false, K, N, N, bp));
 }
 
 /* A narrow constant B (one output over 4,096 features) would pack into 64 times its
@@ -425,6 +438,100 @@ static void test_gemm_narrow_const_b(void **state) {
   sw_graph_free(g);
 }
 
+/* A clone runs forward passes beside its source: the MLP pattern (Mul by 1/255, Gemm
+ * with a constant B and bias, Relu, Gemm, Reshape of a constant) in two graphs on two
+ * threads at once gives each thread's own answer; the clone shares the constants and
+ * the packed B (it allocates its values and scratch only), frees only what is its own,
+ * and is never trained. */
+typedef struct {
+  sw_graph *g;
+  sw_node x, y;
+  float seed;
+  int bad;
+} clone_run;
+
+static void *clone_runner(void *arg) {
+  clone_run *r = arg;
+  for (int it = 0; it < 200; it++) {
+    int64_t bt = 1 + it % 3;
+    if (sw_graph_set_batch(r->g, bt)) r->bad++;
+    float *xv = sw_graph_data(r->g, r->x);
+    for (int64_t i = 0; i < bt * 64; i++) xv[i] = (float)(((int)r->seed * 7 + it + i) % 5) * 40.0f; /* zeros too */
+    if (sw_graph_forward(r->g)) r->bad++;
+    const float *yv = sw_graph_data(r->g, r->y);
+    for (int64_t i = 0; i < bt; i++) {
+      /* the plain sums: y = sum_n relu(sum_k x k w[k][n] + b[n]) * v[n] */
+      double s = 0;
+      for (int n = 0; n < 96; n++) {
+        double h = 0.01 * n;
+        for (int kk = 0; kk < 64; kk++) h += (double)(xv[i * 64 + kk] / 255.0f) * (((kk * 31 + n * 7) % 19) / 19.0 - 0.5);
+        s += (h > 0 ? h : 0) * ((n % 5) / 5.0 - 0.3);
+      }
+      if (fabs(yv[i] - s) > 1e-4 * (1 + fabs(s))) r->bad++;
+    }
+  }
+  return NULL;
+}
+
+static void test_graph_clone(void **state) {
+  (void)state;
+  enum { K = 64, N = 96 };
+  static float wv[K * N], bv[N], vv[N];
+  for (int kk = 0; kk < K; kk++)
+    for (int n = 0; n < N; n++) wv[kk * N + n] = (float)(((kk * 31 + n * 7) % 19) / 19.0 - 0.5);
+  for (int n = 0; n < N; n++) bv[n] = (float)(0.01 * n), vv[n] = (float)((n % 5) / 5.0 - 0.3);
+  sw_graph *g, *c = NULL;
+  sw_node x, kn, w, b, v, vr, xs, h, hr, y;
+  int64_t xshape[2] = {-1, K}, wshape[2] = {K, N}, bshape[1] = {N}, vshape[1] = {N}, one[1] = {1};
+  float kval = 1.0f / 255.0f;
+  int64_t vr_shape_data[2] = {N, 1};
+  assert_int_equal(sw_graph_new(&g), SW_STATUS_OK);
+  assert_int_equal(sw_graph_input(g, "x", SW_DTYPE_F32, 2, xshape, &x), SW_STATUS_OK);
+  assert_int_equal(sw_graph_const(g, "k", SW_DTYPE_F32, 1, one, &kval, &kn), SW_STATUS_OK);
+  assert_int_equal(sw_graph_const(g, "w", SW_DTYPE_F32, 2, wshape, wv, &w), SW_STATUS_OK);
+  assert_int_equal(sw_graph_const(g, "b", SW_DTYPE_F32, 1, bshape, bv, &b), SW_STATUS_OK);
+  assert_int_equal(sw_graph_const(g, "v", SW_DTYPE_F32, 1, vshape, vv, &v), SW_STATUS_OK);
+  sw_op_attrs ra;
+  sw_op_attrs_default(SW_OP_RESHAPE, &ra);
+  ra.shape[0] = vr_shape_data[0], ra.shape[1] = vr_shape_data[1], ra.shape_rank = 2;
+  assert_int_equal(sw_graph_op(g, SW_OP_RESHAPE, &v, 1, &ra, NULL, &vr), SW_STATUS_OK);
+  sw_node min[2] = {x, kn};
+  assert_int_equal(sw_graph_op(g, SW_OP_MUL, min, 2, NULL, NULL, &xs), SW_STATUS_OK);
+  sw_node gin[3] = {xs, w, b};
+  assert_int_equal(sw_graph_op(g, SW_OP_GEMM, gin, 3, NULL, NULL, &h), SW_STATUS_OK);
+  assert_int_equal(sw_graph_op(g, SW_OP_RELU, &h, 1, NULL, NULL, &hr), SW_STATUS_OK);
+  sw_node g2[2] = {hr, vr};
+  assert_int_equal(sw_graph_op(g, SW_OP_GEMM, g2, 2, NULL, NULL, &y), SW_STATUS_OK);
+  sw_graph_mark_output(g, y);
+  assert_int_equal(sw_graph_alloc(g, 4), SW_STATUS_OK);
+  sw_graph_set_training(g, false);
+  assert_int_equal(sw_graph_set_batch(g, 4), SW_STATUS_OK);
+  assert_int_equal(sw_graph_forward(g), SW_STATUS_OK); /* packs B */
+  long live = sw_alloc_live();
+  assert_int_equal(sw_graph_clone(g, &c), SW_STATUS_OK);
+  /* the clone's own memory: values and scratch, not the 24 KB of weights again */
+  assert_true(sw_alloc_live() - live < (long)sizeof wv);
+  assert_int_equal(sw_graph_data(c, w), sw_graph_data(g, w));
+  clone_run runs[2] = {{g, x, y, 1, 0}, {c, x, y, 2, 0}};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, clone_runner, &runs[1]), 0);
+  clone_runner(&runs[0]);
+  pthread_join(t, NULL);
+  assert_int_equal(runs[0].bad, 0);
+  assert_int_equal(runs[1].bad, 0);
+  sw_graph_set_training(c, true); /* refused: stays in inference */
+  assert_int_equal(sw_graph_backward(c, y), SW_STATUS_INVALID);
+  sw_graph_free(c);
+  assert_int_equal(sw_alloc_live(), live);
+  /* the source still has its weights */
+  assert_true(((float *)sw_graph_data(g, w))[K * N - 1] == wv[K * N - 1]);
+  sw_graph_free(g);
+  /* a graph in training or not allocated has no clone */
+  assert_int_equal(sw_graph_new(&g), SW_STATUS_OK);
+  assert_int_equal(sw_graph_clone(g, &c), SW_STATUS_INVALID);
+  sw_graph_free(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matmul),        cmocka_unit_test(test_gemm),
@@ -432,7 +539,7 @@ int main(void) {
       cmocka_unit_test(test_flatten_reshape), cmocka_unit_test(test_softmax_cross_entropy),
       cmocka_unit_test(test_bce_and_mse),   cmocka_unit_test(test_batched_graph),
       cmocka_unit_test(test_gemm_const_b),    cmocka_unit_test(test_gemm_packed_parts),
-      cmocka_unit_test(test_gemm_narrow_const_b),
+      cmocka_unit_test(test_gemm_narrow_const_b), cmocka_unit_test(test_graph_clone),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
