@@ -85,22 +85,58 @@ typedef struct {
   bool all_int; /* every literal was an integer within +-2^53 */
 } sw_numarr;
 
-/* A parsed JSON body: jansson's tree, in which every rectangular array of numbers has
- * been replaced by a string placeholder that sw_body_numarr turns back into the array
- * (so the numbers never become json_t nodes), and NaN/Infinity/-Infinity are accepted
- * where numbers may be, as TensorFlow Serving accepts them. */
+/* A JSON value of a parsed body. Rectangular arrays of numbers are NUMARR values
+ * (sw_body_numarr gives the numbers, which never become nodes); NaN, Infinity and
+ * -Infinity are numbers, as TensorFlow Serving accepts them. */
+typedef enum { SW_JV_NULL, SW_JV_FALSE, SW_JV_TRUE, SW_JV_NUMBER, SW_JV_STRING, SW_JV_ARRAY, SW_JV_OBJECT, SW_JV_NUMARR } sw_jv_type;
+typedef struct sw_jv sw_jv;
+typedef struct sw_jv_member sw_jv_member;
+struct sw_jv {
+  sw_jv_type type;
+  bool is_int;   /* NUMBER: an integer literal, exactly i */
+  size_t n;      /* STRING: bytes; ARRAY: items; OBJECT: members */
+  int64_t i;     /* NUMBER with is_int; NUMARR: its index in the body's arrays */
+  double num;    /* NUMBER */
+  const char *str;                /* STRING: UTF-8, NUL-terminated, no NUL inside */
+  const sw_jv *items;             /* ARRAY */
+  const sw_jv_member *members;    /* OBJECT, in the body's order, duplicates kept */
+};
+struct sw_jv_member {
+  const char *key;
+  size_t key_len;
+  sw_jv value;
+};
+
+/* A parsed body: the tree, in one arena, and its numeric arrays. */
 typedef struct {
-  json_t *root;
+  const sw_jv *root;
   sw_numarr *arrays;
   size_t n_arrays;
+  void *arena;
 } sw_body;
 
 /* Parses text (need not be NUL-terminated). FORMAT with "line L column C: why" on bad
- * JSON. On error *out is zeroed. */
+ * JSON (the top level is an object or an array; integers fit int64; strings are UTF-8
+ * without NUL). On error *out is zeroed. */
 sw_status sw_body_parse(const char *text, size_t len, sw_body *out);
 void sw_body_free(sw_body *b);
-/* The array a placeholder stands for; NULL when v is not one. */
-const sw_numarr *sw_body_numarr(const sw_body *b, const json_t *v);
+/* The numbers of a NUMARR value; NULL for any other. */
+const sw_numarr *sw_body_numarr(const sw_body *b, const sw_jv *v);
+
+/* Reading values (NULL, 0 or false when v is not of the kind asked, or NULL). */
+const sw_jv *sw_jv_get(const sw_jv *obj, const char *key); /* the last member of that key */
+const sw_jv *sw_jv_single(const sw_jv *obj);               /* the value when one key is all there is */
+static inline bool sw_jv_is_array(const sw_jv *v) { return v && v->type == SW_JV_ARRAY; }
+static inline bool sw_jv_is_object(const sw_jv *v) { return v && v->type == SW_JV_OBJECT; }
+static inline bool sw_jv_is_string(const sw_jv *v) { return v && v->type == SW_JV_STRING; }
+static inline bool sw_jv_is_number(const sw_jv *v) { return v && v->type == SW_JV_NUMBER; }
+static inline bool sw_jv_is_integer(const sw_jv *v) { return v && v->type == SW_JV_NUMBER && v->is_int; }
+static inline bool sw_jv_is_true(const sw_jv *v) { return v && v->type == SW_JV_TRUE; }
+static inline size_t sw_jv_size(const sw_jv *v) { return sw_jv_is_array(v) ? v->n : 0; }
+static inline const sw_jv *sw_jv_at(const sw_jv *v, size_t i) { return sw_jv_is_array(v) && i < v->n ? &v->items[i] : NULL; }
+static inline const char *sw_jv_str(const sw_jv *v) { return sw_jv_is_string(v) ? v->str : NULL; }
+static inline int64_t sw_jv_int(const sw_jv *v) { return sw_jv_is_integer(v) ? v->i : 0; }
+static inline double sw_jv_num(const sw_jv *v) { return sw_jv_is_number(v) ? v->num : 0.0; }
 
 /* What a model takes and gives, as the request parsers need it. */
 #define SW_SERVE_MAX_IO 16

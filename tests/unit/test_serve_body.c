@@ -1,6 +1,7 @@
-/* The model server's body parsers: the fast number path gives strtod's values for every
- * literal form (and jansson's for integers), falls back to jansson where it must, and the
- * predict / infer / feedback shapes are read as documented. */
+/* The model server's body parsers: the JSON parser accepts and refuses what jansson
+ * does and builds the same tree, the fast number path gives strtod's values for every
+ * literal form (and jansson's for integers), and the predict / infer / feedback shapes
+ * are read as documented. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -74,7 +75,7 @@ static void test_numbers_are_strtods(void **state) {
       const sw_numarr *a = sw_body_numarr(&b, b.root);
       for (int i = 0; i < 8; i++) {
         double want = json_number_value(json_array_get(ref, (size_t)i));
-        double got = a ? a->v[i] : json_number_value(json_array_get(b.root, (size_t)i));
+        double got = a ? a->v[i] : sw_jv_num(sw_jv_at(b.root, (size_t)i));
         if (!is_int[i]) assert_true(want == strtod(lits[i], NULL)); /* jansson is strtod too */
         if (memcmp(&got, &want, sizeof got)) fail_msg("%s: got %.17g, want %.17g", lits[i], got, want);
       }
@@ -88,21 +89,162 @@ static void test_numbers_are_strtods(void **state) {
   assert_int_equal(sw_alloc_live(), live);
 }
 
+/* The same tree as jansson's (a numeric array stands for jansson's list of numbers). */
+static bool same_tree(const sw_body *b, const sw_jv *v, const json_t *j) {
+  const sw_numarr *a = sw_body_numarr(b, v);
+  if (a) { /* walk jansson's nested lists in order */
+    size_t at = 0;
+    const json_t *stack[SW_NN_MAX_RANK + 1];
+    size_t idx[SW_NN_MAX_RANK + 1];
+    int d = 0;
+    stack[0] = j;
+    idx[0] = 0;
+    if (a->rank == 0) return json_is_number(j) && (a->v[0] == json_number_value(j) || isnan(a->v[0]));
+    while (d >= 0) {
+      if (!json_is_array(stack[d])) return false;
+      if (idx[d] == json_array_size(stack[d])) {
+        d--;
+        if (d >= 0) idx[d]++;
+        continue;
+      }
+      const json_t *e = json_array_get(stack[d], idx[d]);
+      if (json_is_array(e)) {
+        if (d + 1 > SW_NN_MAX_RANK) return false;
+        stack[++d] = e;
+        idx[d] = 0;
+        continue;
+      }
+      if (!json_is_number(e) || at >= a->n || a->v[at] != json_number_value(e)) return false;
+      at++;
+      idx[d]++;
+    }
+    return at == a->n;
+  }
+  switch (v->type) {
+    case SW_JV_NULL: return json_is_null(j);
+    case SW_JV_TRUE: return json_is_true(j);
+    case SW_JV_FALSE: return json_is_false(j);
+    case SW_JV_NUMBER:
+      if (v->is_int) return json_is_integer(j) && json_integer_value(j) == v->i;
+      return json_is_real(j) && (json_real_value(j) == v->num);
+    case SW_JV_STRING:
+      return json_is_string(j) && json_string_length(j) == v->n && !memcmp(json_string_value(j), v->str, v->n);
+    case SW_JV_ARRAY:
+      if (!json_is_array(j) || json_array_size(j) != v->n) return false;
+      for (size_t i = 0; i < v->n; i++)
+        if (!same_tree(b, &v->items[i], json_array_get(j, i))) return false;
+      return true;
+    case SW_JV_OBJECT: {
+      if (!json_is_object(j)) return false;
+      size_t distinct = 0;
+      for (size_t i = 0; i < v->n; i++) {
+        const sw_jv *last = sw_jv_get(v, v->members[i].key);
+        if (last != &v->members[i].value) continue; /* an earlier duplicate: replaced */
+        distinct++;
+        const json_t *jv = json_object_get(j, v->members[i].key);
+        if (!jv || !same_tree(b, last, jv)) return false;
+      }
+      return distinct == json_object_size(j);
+    }
+    default: return false;
+  }
+}
+
+/* Accepts and refuses what jansson does (text without NaN or Infinity, which jansson
+ * does not take) and builds the same tree: documents written to reach each rule, then
+ * random ones (and random corruptions of them). */
+static void check_like_jansson(const char *text, size_t len) {
+  sw_body b;
+  sw_status st = sw_body_parse(text, len, &b);
+  json_error_t err;
+  json_t *j = json_loadb(text, len, JSON_DECODE_ANY, &err);
+  bool container = j && (json_is_object(j) || json_is_array(j));
+  if (container != (st == SW_STATUS_OK)) fail_msg("%.*s: jansson %s, we %s", (int)len, text, container ? "accepts" : err.text, st ? sw_last_error() : "accept");
+  if (container && !same_tree(&b, b.root, j)) fail_msg("%.*s: not jansson's tree", (int)len, text);
+  if (!st) sw_body_free(&b);
+  json_decref(j);
+}
+
+static void random_value(sw_rng *r, sw_buf *t, int depth) {
+  static const char *const atoms[] = {"true", "false", "null", "0", "-0", "12", "-7.5e3", "1e-2", "9223372036854775807",
+                                      "-9223372036854775808", "9223372036854775808", "\"\"", "\"a\\\"b\\\\c\\/d\"",
+                                      "\"\\b\\f\\n\\r\\t\"", "\"\\u00e9\\u4e2d\\ud83d\\ude00\"", "\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\"",
+                                      "\"\\u0001\"", "1.5", "[]", "{}", "[1, 2]", "[[1, 2], [3, 4]]", "[[1], [2, 3]]", "[1, \"x\"]"};
+  unsigned k = (unsigned)sw_rng_below(r, depth > 4 ? 24 : 30);
+  if (k < 24) {
+    sw_buf_printf(t, "%s", atoms[k]);
+  } else if (k < 27) {
+    sw_buf_printf(t, "[");
+    int n = (int)sw_rng_below(r, 4);
+    for (int i = 0; i < n; i++) {
+      if (i) sw_buf_printf(t, ",%s", sw_rng_below(r, 2) ? " " : "\n");
+      random_value(r, t, depth + 1);
+    }
+    sw_buf_printf(t, "]");
+  } else {
+    sw_buf_printf(t, "{");
+    int n = (int)sw_rng_below(r, 4);
+    for (int i = 0; i < n; i++) {
+      sw_buf_printf(t, "%s\"%c\": ", i ? ", " : "", (char)('a' + sw_rng_below(r, 3))); /* duplicates too */
+      random_value(r, t, depth + 1);
+    }
+    sw_buf_printf(t, "}");
+  }
+}
+
+static void test_json_like_jansson(void **state) {
+  (void)state;
+  long live = sw_alloc_live();
+  static const char *const docs[] = {
+      "{}", "[]", " \n{\"a\": 1}\t", "{\"a\": 1, \"a\": [1, 2]}", "[1, 2,]", "[1 2]", "{\"a\" 1}", "{\"a\": 1,}", "{1: 2}",
+      "1", "\"x\"", "null", "", "   ", "{\"a\": 1} x", "[01]", "[-]", "[1.]", "[.5]", "[1e]", "[+1]", "[0x10]",
+      "[9223372036854775807]", "[9223372036854775808]", "[-9223372036854775809]", "[1e999]", "[tru]", "[nul]",
+      "[\"\\u0000\"]", "[\"\\ud800\"]", "[\"\\udc00x\"]", "[\"\\ud83d\\ude00\"]", "[\"\\x\"]", "[\"a\nb\"]", "[\"a\x1f\"]", "[\"\xff\"]",
+      "[\"\xc0\xaf\"]", "[\"\xed\xa0\x80\"]", "[\"\xf4\x90\x80\x80\"]", "[\"\xe4\xb8\"]", "{\"\\u00e9\": [[1, 2], [3, 4]]}",
+      "[[1, 2], [3]]", "[[], []]", "[[[1]], [[2]]]", "{\"x\": \"\\u0001\"}", "[\"unterminated", "{\"a\": [1, 2}",
+  };
+  for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) check_like_jansson(docs[i], strlen(docs[i]));
+  char deep[2 * 600 + 1];
+  for (int i = 0; i < 600; i++) deep[i] = '[', deep[600 + i] = ']';
+  sw_body b;
+  assert_int_equal(sw_body_parse(deep, 1200, &b), SW_STATUS_FORMAT); /* nested past 512: refused, not a crash */
+  sw_rng r;
+  sw_rng_init(&r, 7, 0);
+  for (int round = 0; round < 3000; round++) {
+    sw_buf t = {0};
+    if (sw_rng_below(&r, 2)) random_value(&r, &t, 0);
+    else {
+      sw_buf_printf(&t, "{\"k\": ");
+      random_value(&r, &t, 0);
+      sw_buf_printf(&t, "}");
+    }
+    check_like_jansson((const char *)t.data, t.len);
+    if (t.len > 1) { /* a corruption: one byte changed, or the text cut */
+      size_t at = (size_t)sw_rng_below(&r, t.len);
+      if (sw_rng_below(&r, 2)) t.data[at] = (uint8_t)"[]{}\",:0a\\ \x80"[sw_rng_below(&r, 12)];
+      else t.len = at;
+      check_like_jansson((const char *)t.data, t.len);
+    }
+    sw_buf_free(&t);
+  }
+  assert_int_equal(sw_alloc_live(), live);
+}
+
 static void test_special_values(void **state) {
   (void)state;
   sw_body b;
   const char *t = "{\"a\": [-0, -0.0, 1e-400, NaN, Infinity, -Infinity], \"b\": NaN, \"c\": [[1, 2], [3, 4], [5, 6]]}";
   assert_int_equal(sw_body_parse(t, strlen(t), &b), SW_STATUS_OK);
-  const sw_numarr *a = sw_body_numarr(&b, json_object_get(b.root, "a"));
+  const sw_numarr *a = sw_body_numarr(&b, sw_jv_get(b.root, "a"));
   assert_non_null(a);
   assert_false(signbit(a->v[0])); /* jansson reads -0 as the integer 0 */
   assert_true(signbit(a->v[1]) && a->v[1] == 0);
   assert_true(a->v[2] == 0);
   assert_true(isnan(a->v[3]) && a->v[4] == INFINITY && a->v[5] == -INFINITY);
   assert_false(a->all_int);
-  const sw_numarr *nan = sw_body_numarr(&b, json_object_get(b.root, "b"));
-  assert_true(nan && nan->rank == 0 && isnan(nan->v[0]));
-  const sw_numarr *c = sw_body_numarr(&b, json_object_get(b.root, "c"));
+  const sw_jv *nan = sw_jv_get(b.root, "b");
+  assert_true(sw_jv_is_number(nan) && isnan(sw_jv_num(nan)) && !sw_body_numarr(&b, nan));
+  const sw_numarr *c = sw_body_numarr(&b, sw_jv_get(b.root, "c"));
   assert_true(c && c->rank == 2 && c->shape[0] == 3 && c->shape[1] == 2 && c->all_int && c->v[5] == 6);
   sw_body_free(&b);
   /* too big for a double: jansson's error, with a line and column of the client's text */
@@ -192,7 +334,7 @@ static void test_model_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_numbers_are_strtods), cmocka_unit_test(test_special_values),
+      cmocka_unit_test(test_numbers_are_strtods), cmocka_unit_test(test_json_like_jansson), cmocka_unit_test(test_special_values),
       cmocka_unit_test(test_placeholder_cannot_be_forged), cmocka_unit_test(test_predict_shapes),
       cmocka_unit_test(test_infer_binary), cmocka_unit_test(test_feedback), cmocka_unit_test(test_model_names),
   };
