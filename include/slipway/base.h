@@ -119,6 +119,10 @@ sw_status sw_buf_append(sw_buf *b, const void *data, size_t n);
 sw_status sw_buf_printf(sw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sw_buf_free(sw_buf *b);
 
+/* The length of the UTF-8 sequence at p (whose first byte is >= 0x80), 0 when it is not
+ * valid UTF-8 (overlong forms, surrogates and values past U+10FFFF are not). */
+size_t sw_utf8_len(const unsigned char *p, const unsigned char *end);
+
 /* ---- files --------------------------------------------------------------- */
 
 /* Writes data to path atomically: temporary name in the same directory, fsync,

@@ -129,3 +129,20 @@ void sw_buf_free(sw_buf *b) {
   b->data = NULL;
   b->len = b->cap = 0;
 }
+
+size_t sw_utf8_len(const unsigned char *p, const unsigned char *end) {
+  unsigned c = p[0];
+  size_t n;
+  unsigned v;
+  if (c >= 0xc2 && c <= 0xdf) n = 2, v = c & 0x1f;
+  else if (c >= 0xe0 && c <= 0xef) n = 3, v = c & 0x0f;
+  else if (c >= 0xf0 && c <= 0xf4) n = 4, v = c & 0x07;
+  else return 0;
+  if ((size_t)(end - p) < n) return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+    v = v << 6 | (p[i] & 0x3f);
+  }
+  if ((n == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) || (n == 4 && (v < 0x10000 || v > 0x10ffff))) return 0;
+  return n;
+}

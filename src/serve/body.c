@@ -281,25 +281,6 @@ static bool fail(scan *s, const char *at, const char *why) {
   return false;
 }
 
-/* The length of the valid UTF-8 sequence at p (a byte >= 0x80), 0 when invalid
- * (overlong forms, surrogates and values past U+10FFFF are). */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
-  unsigned c = p[0];
-  size_t n;
-  unsigned v;
-  if (c >= 0xc2 && c <= 0xdf) n = 2, v = c & 0x1f;
-  else if (c >= 0xe0 && c <= 0xef) n = 3, v = c & 0x0f;
-  else if (c >= 0xf0 && c <= 0xf4) n = 4, v = c & 0x07;
-  else return 0;
-  if ((size_t)(end - p) < n) return 0;
-  for (size_t i = 1; i < n; i++) {
-    if ((p[i] & 0xc0) != 0x80) return 0;
-    v = v << 6 | (p[i] & 0x3f);
-  }
-  if ((n == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) || (n == 4 && (v < 0x10000 || v > 0x10ffff))) return 0;
-  return n;
-}
-
 static int hex4(const char *p) {
   int v = 0;
   for (int i = 0; i < 4; i++) {
@@ -337,7 +318,7 @@ static bool string(scan *s, const char **out, size_t *len) {
     if (c == '"') break;
     if (c < 0x20) return fail(s, p, "control character in a string");
     if (c >= 0x80) {
-      size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)end);
+      size_t n = sw_utf8_len((const unsigned char *)p, (const unsigned char *)end);
       if (!n) return fail(s, p, "invalid UTF-8 in a string");
       if (sw_buf_append(&s->str, p, n)) return s->nomem = true, false;
       p += n;

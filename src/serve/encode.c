@@ -89,9 +89,26 @@ size_t sw_serve_format_float(float f, char out[32]) {
   return (size_t)snprintf(out, 32, "%.9g", (double)f);
 }
 
+size_t sw__fmt_int(char out[24], int64_t v) {
+  char text[24], *p = text + sizeof text;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do *--p = (char)('0' + u % 10);
+  while (u /= 10);
+  if (v < 0) *--p = '-';
+  size_t n = (size_t)(text + sizeof text - p);
+  memcpy(out, p, n);
+  out[n] = '\0';
+  return n;
+}
+
+void sw__put_int(sw_buf *b, int64_t v) {
+  char text[24];
+  sw_buf_append(b, text, sw__fmt_int(text, v));
+}
+
 void sw__put_number(sw_buf *b, sw_dtype dt, const void *data, int64_t i) {
   if (dt == SW_DTYPE_I64) {
-    sw_buf_printf(b, "%lld", (long long)((const int64_t *)data)[i]);
+    sw__put_int(b, ((const int64_t *)data)[i]);
     return;
   }
   float f = ((const float *)data)[i];
@@ -118,13 +135,36 @@ void sw__put_nested(sw_buf *b, const sw_serve_io *io, const void *data, int dim,
   sw_buf_append(b, "]", 1);
 }
 
+/* As jansson writes a string: '"' and '\\' escaped, control characters as \uXXXX (or
+ * their short escapes), UTF-8 as it is; text that is not valid UTF-8 gives "" as
+ * jansson gives none. */
 void sw__put_string(sw_buf *b, const char *s) {
-  json_t *j = json_string(s);
-  char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-  if (t) sw_buf_append(b, t, strlen(t));
-  else sw_buf_append(b, "\"\"", 2);
-  free(t);
-  json_decref(j);
+  size_t before = b->len;
+  sw_buf_append(b, "\"", 1);
+  const unsigned char *p = (const unsigned char *)s, *run = p, *end = p + strlen(s);
+  for (;; p++) {
+    unsigned c = *p;
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) continue;
+    sw_buf_append(b, run, (size_t)(p - run));
+    if (!c) break;
+    if (c >= 0x80) {
+      size_t n = sw_utf8_len(p, end);
+      if (!n) {
+        b->len = before;
+        sw_buf_append(b, "\"\"", 2);
+        return;
+      }
+      sw_buf_append(b, p, n);
+      p += n - 1;
+    } else {
+      static const char shorts[] = {['"'] = '"', ['\\'] = '\\', ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
+      char esc[8] = {'\\', shorts[c], 0};
+      if (!shorts[c]) snprintf(esc, sizeof esc, "\\u%04X", c);
+      sw_buf_append(b, esc, strlen(esc));
+    }
+    run = p + 1;
+  }
+  sw_buf_append(b, "\"", 1);
 }
 
 sw_status sw_serve_encode_predict(const sw_serve_signature *sig, int64_t rows, bool columnar, void *const *outputs,

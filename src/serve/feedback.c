@@ -94,7 +94,14 @@ void sw__feedback_free(sw__feedback *f) {
 
 void sw__feedback_new_id(sw__feedback *f, char id[40]) {
   uint64_t c = atomic_fetch_add(&f->counter, 1) + 1;
-  snprintf(id, 40, "%08x-%012llx", f->nonce, (unsigned long long)c);
+  /* "%08x-%012llx", written out: this runs for every request */
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 8; i++) id[i] = hex[(f->nonce >> (28 - 4 * i)) & 15];
+  id[8] = '-';
+  int n = 12;
+  while (n < 16 && c >> (4 * n)) n++;
+  for (int i = 0; i < n; i++) id[9 + i] = hex[(c >> (4 * (n - 1 - i))) & 15];
+  id[9 + n] = '\0';
 }
 
 /* Under f->mu. */
@@ -118,7 +125,8 @@ void sw__feedback_record(sw__feedback *f, const char *id, sw__vstats *stats, con
 
 void sw__feedback_record_arm(sw__feedback *f, const char *id, sw__vstats *stats, const double *pred, int64_t rows,
                              bool regression, const sw__arm *arm) {
-  if (!stats || rows <= 0 || strlen(id) >= ID_MAX) return;
+  size_t id_len = strlen(id);
+  if (!stats || rows <= 0 || id_len >= ID_MAX) return;
   double *p = NULL;
   bool *j = NULL;
   if (rows > 1) {
@@ -137,7 +145,7 @@ void sw__feedback_record_arm(sw__feedback *f, const char *id, sw__vstats *stats,
   entry *e = &f->ring[slot];
   if (e->stats) unlink_slot(f, slot);
   entry_release(e);
-  snprintf(e->id, sizeof e->id, "%s", id);
+  memcpy(e->id, id, id_len + 1);
   e->stats = stats;
   if (rows == 1) {
     e->pred_one = pred[0];

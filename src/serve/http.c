@@ -103,14 +103,12 @@ static enum MHD_Result send_buf(conn_ctx *c, int code, const char *type, sw_buf 
   b->len = b->cap = 0;
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
   MHD_add_response_header(resp, "X-Request-Id", c->id);
-  char ver[32];
-  if (c->model_version > 0) snprintf(ver, sizeof ver, "%lld", (long long)c->model_version);
-  else snprintf(ver, sizeof ver, "none");
-  MHD_add_response_header(resp, "X-Model-Version", ver);
+  char num[24];
+  if (c->model_version > 0) sw__fmt_int(num, c->model_version);
+  MHD_add_response_header(resp, "X-Model-Version", c->model_version > 0 ? num : "none");
   if (header_len) {
-    char hl[32];
-    snprintf(hl, sizeof hl, "%zu", header_len);
-    MHD_add_response_header(resp, "Inference-Header-Content-Length", hl);
+    sw__fmt_int(num, (int64_t)header_len);
+    MHD_add_response_header(resp, "Inference-Header-Content-Length", num);
   }
   if (code == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
   if (c->reply && c->reply->etag[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, c->reply->etag);
@@ -372,7 +370,10 @@ static void encode_infer(const sw__version *v, const sw__job *job, sw_buf *b, si
   int64_t rows = job->inputs.rows;
   sw_buf_append(b, "{\"model_name\":", 14);
   sw__put_string(b, v->model);
-  sw_buf_printf(b, ",\"model_version\":\"%lld\"", (long long)v->version);
+  static const char mv[] = ",\"model_version\":\"";
+  sw_buf_append(b, mv, sizeof mv - 1);
+  sw__put_int(b, v->version);
+  sw_buf_append(b, "\"", 1);
   if (job->inputs.id) {
     sw_buf_append(b, ",\"id\":", 6);
     sw__put_string(b, job->inputs.id);
@@ -386,13 +387,21 @@ static void encode_infer(const sw__version *v, const sw__job *job, sw_buf *b, si
     first = false;
     sw_buf_append(b, "{\"name\":", 8);
     sw__put_string(b, io->name);
-    sw_buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[%lld", io->dtype == SW_DTYPE_F32 ? "FP32" : "INT64", (long long)rows);
-    for (int d = 0; d < io->rank; d++) sw_buf_printf(b, ",%lld", (long long)io->shape[d]);
+    const char *dt = io->dtype == SW_DTYPE_F32 ? ",\"datatype\":\"FP32\",\"shape\":[" : ",\"datatype\":\"INT64\",\"shape\":[";
+    sw_buf_append(b, dt, strlen(dt));
+    sw__put_int(b, rows);
+    for (int d = 0; d < io->rank; d++) {
+      sw_buf_append(b, ",", 1);
+      sw__put_int(b, io->shape[d]);
+    }
     sw_buf_append(b, "]", 1);
     int64_t n = rows * io->per;
     if (job->inputs.binary_out[k]) {
       any_binary = true;
-      sw_buf_printf(b, ",\"parameters\":{\"binary_data_size\":%zu}}", (size_t)n * sw_dtype_size(io->dtype));
+      static const char bds[] = ",\"parameters\":{\"binary_data_size\":";
+      sw_buf_append(b, bds, sizeof bds - 1);
+      sw__put_int(b, n * (int64_t)sw_dtype_size(io->dtype));
+      sw_buf_append(b, "}}", 2);
       continue;
     }
     sw_buf_append(b, ",\"data\":[", 9);

@@ -188,6 +188,9 @@ void sw__manager_each(sw__manager *m, void (*fn)(void *ctx, sw__model *model, sw
 
 /* ---- JSON writing (encode.c) ------------------------------------------------------- */
 
+/* v in decimal, NUL-terminated; returns its length. */
+size_t sw__fmt_int(char out[24], int64_t v);
+void sw__put_int(sw_buf *b, int64_t v);
 void sw__put_number(sw_buf *b, sw_dtype dt, const void *data, int64_t i);
 /* Example values from *pos on as a nested list in io's per-example shape. */
 void sw__put_nested(sw_buf *b, const sw_serve_io *io, const void *data, int dim, int64_t *pos);

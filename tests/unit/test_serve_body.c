@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "slipway/serve.h"
+#include "serve/serve_int.h"
 
 static sw_serve_signature sig4(void) {
   sw_serve_signature s;
@@ -332,11 +332,35 @@ static void test_model_names(void **state) {
   assert_false(sw_serve_name_valid("", 0));
 }
 
+/* Strings and integers in responses are written as jansson writes them. */
+static void test_encode_like_jansson(void **state) {
+  (void)state;
+  static const char *const strs[] = {"", "plain", "a\"b\\c/d", "\b\f\n\r\t\x01\x1f", "caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80",
+                                     "bad \xff", "cut \xe4\xb8", "\xed\xa0\x80", "x\x7f"};
+  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+    sw_buf b = {0};
+    sw__put_string(&b, strs[i]);
+    json_t *j = json_string(strs[i]);
+    char *want = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    const char *w = want ? want : "\"\"";
+    if (b.len != strlen(w) || memcmp(b.data, w, b.len)) fail_msg("string %zu: %.*s, jansson %s", i, (int)b.len, (const char *)b.data, w);
+    free(want);
+    json_decref(j);
+    sw_buf_free(&b);
+  }
+  static const int64_t ints[] = {0, 7, -7, 1234567890123, INT64_MAX, INT64_MIN};
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    char got[24], want[24];
+    assert_int_equal(sw__fmt_int(got, ints[i]), (size_t)snprintf(want, sizeof want, "%lld", (long long)ints[i]));
+    assert_string_equal(got, want);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_numbers_are_strtods), cmocka_unit_test(test_json_like_jansson), cmocka_unit_test(test_special_values),
       cmocka_unit_test(test_placeholder_cannot_be_forged), cmocka_unit_test(test_predict_shapes),
-      cmocka_unit_test(test_infer_binary), cmocka_unit_test(test_feedback), cmocka_unit_test(test_model_names),
+      cmocka_unit_test(test_infer_binary), cmocka_unit_test(test_feedback), cmocka_unit_test(test_model_names), cmocka_unit_test(test_encode_like_jansson),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
