@@ -33,6 +33,15 @@ static size_t take_batch(sw__version *v, sw__job **batch, size_t cap, int64_t *r
 static void run_batch(sw__version *v, int lane, sw__job **batch, size_t n, int64_t rows);
 static void *compute_main(void *arg);
 
+static void warm_input(sw__version *v, sw_graph *g, size_t k, int64_t rows) {
+  size_t n = (size_t)(rows * v->sig.in[k].per);
+  void *x = sw_graph_data(g, v->in[k]);
+  if (v->sig.in[k].dtype == SW_DTYPE_F32)
+    for (size_t i = 0; i < n; i++) ((float *)x)[i] = 1.0f;
+  else
+    memset(x, 0, n * sw_dtype_size(v->sig.in[k].dtype));
+}
+
 sw_status sw__version_load(const char *model, int64_t version, const char *path, const char *sha256,
                            const sw__version_opts *o, sw__stats *stats, sw__version **out) {
   *out = NULL;
@@ -87,14 +96,15 @@ sw_status sw__version_load(const char *model, int64_t version, const char *path,
   }
   class_names(v);
   v->probs = sw_graph_op_type(v->g, v->out[0]) == SW_OP_SOFTMAX;
-  /* warm-up: every batch size the batcher will use goes through once with zeros (valid
-   * for embeddings too), so the first client pays no first-touch cost */
+  /* warm-up: every batch size the batcher will use goes through once, so the first
+   * client pays no first-touch cost, with ones for float inputs (zeros would time the
+   * single-row Gemm that skips them, not a real input) and zeros for integer ones
+   * (valid for embeddings) */
   double best = 0;
   v->chunk = 1;
   for (int64_t b = v->max_batch; !st; b /= 2) {
     st = sw_graph_set_batch(v->g, b);
-    for (size_t k = 0; k < v->sig.n_in && !st; k++)
-      memset(sw_graph_data(v->g, v->in[k]), 0, (size_t)(b * v->sig.in[k].per) * sw_dtype_size(v->sig.in[k].dtype));
+    for (size_t k = 0; k < v->sig.n_in && !st; k++) warm_input(v, v->g, k, b);
     /* and times it: the pass per row is not always cheaper at a larger batch (OpenBLAS
      * leaves its small-matrix kernel past a size, and a batch of 8 can cost more per row
      * than one of 4), so batches run in chunks of the size that was cheapest per row */
@@ -125,8 +135,7 @@ sw_status sw__version_load(const char *model, int64_t version, const char *path,
     if (st) break;
     v->lane[v->n_lanes++] = c;
     st = sw_graph_set_batch(c, v->max_batch);
-    for (size_t k = 0; k < v->sig.n_in && !st; k++)
-      memset(sw_graph_data(c, v->in[k]), 0, (size_t)(v->max_batch * v->sig.in[k].per) * sw_dtype_size(v->sig.in[k].dtype));
+    for (size_t k = 0; k < v->sig.n_in && !st; k++) warm_input(v, c, k, v->max_batch);
     if (!st) st = sw_graph_forward(c);
   }
   if (st) {
