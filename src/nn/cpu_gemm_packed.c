@@ -109,14 +109,16 @@ TARGET void store_panel(const __m512 *acc, int NV, float alpha, float beta, cons
   }
 }
 
-/* One row of C over NP panels from panel p: the sum over the k listed in nz only. */
-TARGET void row_panels(int NP, const float *a, const int32_t *nz, int64_t nnz, const float *bp, int64_t k, int64_t p,
-                       int64_t n, float alpha, float beta, const float *bias, bool relu, float *c) {
+/* One row of C over NP panels from panel p, NV vectors of each (the last panel of a
+ * narrow C reads only the vectors that hold its columns): the sum over the k listed in
+ * nz only. */
+TARGET void row_panels(int NP, int NV, const float *a, const int32_t *nz, int64_t nnz, const float *bp, int64_t k,
+                       int64_t p, int64_t n, float alpha, float beta, const float *bias, bool relu, float *c) {
   __m512 acc[4][4];
 #pragma GCC unroll 4
   for (int q = 0; q < NP; q++)
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) acc[q][j] = _mm512_setzero_ps();
+    for (int j = 0; j < NV; j++) acc[q][j] = _mm512_setzero_ps();
   const float *panel = bp + p * k * 64;
   for (int64_t t = 0; t < nnz; t++) {
     int64_t i = nz[t];
@@ -125,11 +127,11 @@ TARGET void row_panels(int NP, const float *a, const int32_t *nz, int64_t nnz, c
 #pragma GCC unroll 4
     for (int q = 0; q < NP; q++)
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) acc[q][j] = _mm512_fmadd_ps(x, _mm512_loadu_ps(row + q * k * 64 + 16 * j), acc[q][j]);
+      for (int j = 0; j < NV; j++) acc[q][j] = _mm512_fmadd_ps(x, _mm512_loadu_ps(row + q * k * 64 + 16 * j), acc[q][j]);
   }
   for (int q = 0; q < NP; q++) {
     int64_t col = (p + q) * 64, cols = n - col < 64 ? n - col : 64;
-    store_panel(acc[q], 4, alpha, beta, bias ? bias + col : NULL, relu, c + col, cols);
+    store_panel(acc[q], NV, alpha, beta, bias ? bias + col : NULL, relu, c + col, cols);
   }
 }
 
@@ -145,12 +147,20 @@ TARGET bool one_row(int64_t p0, int64_t p1, int64_t n, int64_t k, float alpha, c
     nz[nnz] = (int32_t)i;
     nnz += a[i] != 0.0f;
   }
-  for (int64_t p = p0; p < p1; p += 4) {
-    switch (p1 - p >= 4 ? 4 : p1 - p) {
-      case 4: row_panels(4, a, nz, nnz, bp, k, p, n, alpha, beta, bias, relu, c); break;
-      case 3: row_panels(3, a, nz, nnz, bp, k, p, n, alpha, beta, bias, relu, c); break;
-      case 2: row_panels(2, a, nz, nnz, bp, k, p, n, alpha, beta, bias, relu, c); break;
-      default: row_panels(1, a, nz, nnz, bp, k, p, n, alpha, beta, bias, relu, c); break;
+  int64_t full = n / 64 < p1 ? n / 64 : p1; /* panels [p0, full) have 64 columns */
+  for (int64_t p = p0; p < full; p += 4) {
+    switch (full - p >= 4 ? 4 : full - p) {
+      case 4: row_panels(4, 4, a, nz, nnz, bp, k, p, n, alpha, beta, bias, relu, c); break;
+      case 3: row_panels(3, 4, a, nz, nnz, bp, k, p, n, alpha, beta, bias, relu, c); break;
+      case 2: row_panels(2, 4, a, nz, nnz, bp, k, p, n, alpha, beta, bias, relu, c); break;
+      default: row_panels(1, 4, a, nz, nnz, bp, k, p, n, alpha, beta, bias, relu, c); break;
+    }
+  }
+  if (full >= p0 && full < p1) { /* the last panel, narrower */
+    switch ((n - full * 64 + 15) / 16) {
+      case 3: row_panels(1, 3, a, nz, nnz, bp, k, full, n, alpha, beta, bias, relu, c); break;
+      case 2: row_panels(1, 2, a, nz, nnz, bp, k, full, n, alpha, beta, bias, relu, c); break;
+      default: row_panels(1, 1, a, nz, nnz, bp, k, full, n, alpha, beta, bias, relu, c); break;
     }
   }
   return true;
