@@ -63,8 +63,15 @@ typedef struct {
   int64_t ld;
 } col_job;
 
-/* Rows are short (14 or 28 floats in the CNN): plain loops, not memcpy/memset calls. */
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) static void im2col_plane(const geom *q, const float *x,
+/* Rows are short (14 or 28 floats in the CNN): plain loops, not memcpy/memset calls
+ * (GCC turns such loops into calls unless told not to; clang, for the fuzz builds, has
+ * no such attribute). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SW_PLAIN_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define SW_PLAIN_LOOPS
+#endif
+SW_PLAIN_LOOPS static void im2col_plane(const geom *q, const float *x,
                                                                                         float *col, int64_t ld) {
   for (int64_t ki = 0; ki < q->kh; ki++)
     for (int64_t kj = 0; kj < q->kw; kj++) {

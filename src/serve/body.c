@@ -130,15 +130,18 @@ static bool parse_number(const char **pp, const char *end, double *v, bool *is_i
     *v = neg ? -d : d;
     return true;
   }
-  /* the rest: strtod on a NUL-terminated copy of the literal */
-  char tmp[128];
+  /* the rest: strtod on a NUL-terminated copy of the literal (on the heap when long) */
+  char small[128];
   size_t n = (size_t)(p - start);
-  if (n >= sizeof tmp) return false;
+  char *tmp = n < sizeof small ? small : sw_malloc(n + 1);
+  if (!tmp) return false;
   memcpy(tmp, start, n);
   tmp[n] = '\0';
   errno = 0;
   double d = strtod(tmp, NULL);
-  if (errno == ERANGE && isinf(d)) return false; /* "real number overflow", as jansson says */
+  bool overflow = errno == ERANGE && isinf(d);
+  if (tmp != small) sw_free(tmp);
+  if (overflow) return false; /* "real number overflow", as jansson says */
   *v = d;
   return true;
 }

@@ -480,7 +480,7 @@ static sw_status transform(builder *b, const sw_dataset *ds, const sw_model_inpu
   const char *kind = json_string_value(json_object_get(t, "kind"));
   if (!kind || !strcmp(kind, "vocabulary")) return SW_STATUS_OK; /* ids come from the reader */
   char name[160];
-  sw_node k0, k1, y;
+  sw_node k0 = -1, k1 = -1, y = -1;
   sw_status st;
   snprintf(b->err_ctx, sizeof b->err_ctx, "input '%s'", in->name);
   if (!strcmp(kind, "scale")) {

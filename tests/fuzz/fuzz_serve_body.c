@@ -3,13 +3,15 @@
  * for a one-input and a two-input (int64 + float) model. The first byte picks the
  * parser; the rest is the body. Besides not crashing or leaking: whenever jansson alone
  * can read a predict body, the values the fast number path fed are bit for bit the ones
- * jansson's numbers give (the server feeds what `slipway predict` would). */
+ * jansson's numbers give (the server feeds what `slipway predict` would), and the JSON
+ * parser reads any body as jansson reads it (../json_like_jansson.h). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "slipway/serve.h"
+#include "../json_like_jansson.h"
 
 #define CHECK(cond)                \
   do {                             \
@@ -132,6 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       break;
     }
     default: {
+      CHECK(sw_test_like_jansson(body, len));
       sw_body b;
       if (!sw_body_parse(body, len, &b)) {
         for (size_t i = 0; i < b.n_arrays; i++) {
