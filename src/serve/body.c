@@ -423,65 +423,55 @@ static void *settle(scan *s, sw_buf *stack, size_t start, size_t esz, size_t *co
   return dst;
 }
 
-static bool array(scan *s, sw_jv *out) {
-  const char *open = s->p++;
-  size_t start = s->values.len;
+/* After an item of a list that `close` ends: 1 when a ',' says another follows, 0 at
+ * `close`, -1 (the error set) otherwise. */
+static int after_item(scan *s, char close, const char *open, const char *why) {
   skip_ws(&s->p, s->end);
-  if (s->p < s->end && *s->p == ']') {
+  if (s->p < s->end && (*s->p == ',' || *s->p == close)) return *s->p++ == ',';
+  fail(s, s->p < s->end ? s->p : open, why);
+  return -1;
+}
+
+/* At an opening bracket: 0 (and past the closer) when the list is empty, else 1. */
+static int first_item(scan *s, char close) {
+  s->p++;
+  skip_ws(&s->p, s->end);
+  if (s->p < s->end && *s->p == close) {
     s->p++;
-  } else {
-    for (;;) {
-      sw_jv item;
-      if (!value(s, &item)) return false;
-      if (sw_buf_append(&s->values, &item, sizeof item)) return s->nomem = true, false;
-      skip_ws(&s->p, s->end);
-      if (s->p < s->end && *s->p == ',') {
-        s->p++;
-        continue;
-      }
-      if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        break;
-      }
-      return fail(s, s->p < s->end ? s->p : open, "',' or ']' expected");
-    }
+    return 0;
   }
-  memset(out, 0, sizeof *out);
+  return 1;
+}
+
+static bool array(scan *s, sw_jv *out) {
+  const char *open = s->p;
+  size_t start = s->values.len;
+  for (int more = first_item(s, ']'); more;) {
+    sw_jv item;
+    if (!value(s, &item)) return false;
+    if (sw_buf_append(&s->values, &item, sizeof item)) return s->nomem = true, false;
+    if ((more = after_item(s, ']', open, "',' or ']' expected")) < 0) return false;
+  }
   out->type = SW_JV_ARRAY;
   out->items = settle(s, &s->values, start, sizeof(sw_jv), &out->n);
   return !s->nomem;
 }
 
 static bool object(scan *s, sw_jv *out) {
-  const char *open = s->p++;
+  const char *open = s->p;
   size_t start = s->members.len;
-  skip_ws(&s->p, s->end);
-  if (s->p < s->end && *s->p == '}') {
+  for (int more = first_item(s, '}'); more;) {
+    sw_jv_member m;
+    skip_ws(&s->p, s->end);
+    if (s->p >= s->end || *s->p != '"') return fail(s, s->p < s->end ? s->p : open, "string or '}' expected");
+    if (!string(s, &m.key, &m.key_len)) return false;
+    skip_ws(&s->p, s->end);
+    if (s->p >= s->end || *s->p != ':') return fail(s, s->p < s->end ? s->p : open, "':' expected");
     s->p++;
-  } else {
-    for (;;) {
-      sw_jv_member m;
-      skip_ws(&s->p, s->end);
-      if (s->p >= s->end || *s->p != '"') return fail(s, s->p < s->end ? s->p : open, "string or '}' expected");
-      if (!string(s, &m.key, &m.key_len)) return false;
-      skip_ws(&s->p, s->end);
-      if (s->p >= s->end || *s->p != ':') return fail(s, s->p < s->end ? s->p : open, "':' expected");
-      s->p++;
-      if (!value(s, &m.value)) return false;
-      if (sw_buf_append(&s->members, &m, sizeof m)) return s->nomem = true, false;
-      skip_ws(&s->p, s->end);
-      if (s->p < s->end && *s->p == ',') {
-        s->p++;
-        continue;
-      }
-      if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        break;
-      }
-      return fail(s, s->p < s->end ? s->p : open, "',' or '}' expected");
-    }
+    if (!value(s, &m.value)) return false;
+    if (sw_buf_append(&s->members, &m, sizeof m)) return s->nomem = true, false;
+    if ((more = after_item(s, '}', open, "',' or '}' expected")) < 0) return false;
   }
-  memset(out, 0, sizeof *out);
   out->type = SW_JV_OBJECT;
   out->members = settle(s, &s->members, start, sizeof(sw_jv_member), &out->n);
   return !s->nomem;
