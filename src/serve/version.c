@@ -332,9 +332,11 @@ static void *compute_main(void *arg) {
         wait = deadline - sw_now();
       }
     }
+    /* the wait let others in: a lane and a job are checked again */
+    int lane = v->head ? grab_lane(v) : -1;
+    if (lane < 0) continue;
     int64_t rows = 0;
     size_t n = take_batch(v, batch, cap, &rows);
-    int lane = grab_lane(v);
     pthread_mutex_unlock(&v->mu);
     run_batch(v, lane, batch, n, rows);
     pthread_mutex_lock(&v->mu);
