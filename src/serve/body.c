@@ -22,7 +22,7 @@ typedef struct chunk {
 } chunk;
 
 typedef struct {
-  const char *text, *p, *end;
+  const char *p, *end;
   chunk *arena;
   sw_buf values, members, str; /* stacks of the open arrays' items and objects' members */
   sw_numarr *arrays;
@@ -519,7 +519,7 @@ static void free_arrays(sw_numarr *a, size_t n) {
 
 sw_status sw_body_parse(const char *text, size_t len, sw_body *out) {
   memset(out, 0, sizeof *out);
-  scan s = {.text = text, .p = text, .end = text + len};
+  scan s = {.p = text, .end = text + len};
   sw_jv *root = arena_alloc(&s, sizeof *root);
   bool ok = root != NULL;
   if (ok) {
@@ -667,8 +667,7 @@ static sw_status fill_batch(const sw_body *b, const sw_jv *v, const sw_serve_io 
   const sw_numarr *a = sw_body_numarr(b, v);
   int64_t n_rows;
   if (a) {
-    if (a->rank == 0) return sw_error(SW_STATUS_FORMAT, "%s: input '%s' needs a list of examples", what, io->name);
-    n_rows = a->shape[0];
+    n_rows = a->shape[0]; /* a numeric array has rank 1 at least */
   } else if (sw_jv_is_array(v)) {
     n_rows = (int64_t)sw_jv_size(v);
   } else {
@@ -1045,17 +1044,12 @@ void sw_feedback_items_free(sw_feedback_item *items, size_t n) {
 
 #define MAX_FEEDBACK 100000
 
-static sw_status one_label(const sw_body *b, const sw_jv *l, sw_feedback_item *it, size_t i) {
-  const sw_numarr *a = sw_body_numarr(b, l);
-  if (a && a->rank == 0) {
-    it->value = a->v[0];
-    return SW_STATUS_OK;
-  }
+static sw_status one_label(const sw_jv *l, sw_feedback_item *it, size_t i) {
   if (sw_jv_is_number(l)) {
     it->value = sw_jv_num(l);
     return SW_STATUS_OK;
   }
-  if (sw_jv_is_string(l) && !a) {
+  if (sw_jv_is_string(l)) {
     it->is_name = true;
     it->name = sw_strdup(sw_jv_str(l));
     return it->name ? SW_STATUS_OK : sw_error(SW_STATUS_NOMEM, "out of memory");
@@ -1115,7 +1109,7 @@ sw_status sw_serve_parse_feedback(const char *text, size_t len, sw_feedback_item
         goto out;
       }
       if (a && a->rank == 1) it->value = a->v[r];
-      else st = one_label(&b, list ? sw_jv_at(label, r) : label, it, i);
+      else st = one_label(list ? sw_jv_at(label, r) : label, it, i);
       if (st) goto out;
     }
   }
